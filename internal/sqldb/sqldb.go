@@ -1,0 +1,228 @@
+// Package sqldb holds what tollgate's SQL stores share: dialect detection, a portable
+// timestamp encoding, and an idempotent schema bootstrap for SQLite and PostgreSQL.
+package sqldb
+
+import (
+	"context"
+	"database/sql/driver"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// IsPostgres reports whether db speaks PostgreSQL (lib/pq, pgx); anything else is
+// treated as SQLite.
+func IsPostgres(db *sqlx.DB) bool { return sqlx.BindType(db.DriverName()) == sqlx.DOLLAR }
+
+// SQLiteDSN returns a modernc.org/sqlite DSN for the file at path with WAL, a busy
+// timeout and immediate write transactions, the settings tollgate's stores expect.
+func SQLiteDSN(path string) string {
+	return "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_txlock=immediate"
+}
+
+// timeLayout is fixed-width so that SQLite's text comparison orders instants, and it
+// is one of the layouts modernc.org/sqlite parses back into time.Time.
+const timeLayout = "2006-01-02 15:04:05.000000-07:00"
+
+// Time is a UTC timestamp that reads and writes the same way on SQLite and
+// PostgreSQL (TIMESTAMP without time zone), at microsecond precision. The zero
+// value is written as SQL NULL and NULL scans to the zero value.
+type Time struct{ time.Time }
+
+// T truncates t to the precision the databases keep, in UTC.
+func T(t time.Time) Time { return Time{t.UTC().Truncate(time.Microsecond)} }
+
+// Value implements driver.Valuer.
+func (t Time) Value() (driver.Value, error) {
+	if t.IsZero() {
+		return nil, nil
+	}
+	return t.UTC().Truncate(time.Microsecond).Format(timeLayout), nil
+}
+
+var scanLayouts = []string{
+	timeLayout,
+	"2006-01-02 15:04:05.999999999-07:00",
+	"2006-01-02T15:04:05.999999999Z07:00",
+	"2006-01-02 15:04:05.999999999",
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02 15:04:05",
+}
+
+// Scan implements sql.Scanner for time.Time, text and NULL.
+func (t *Time) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		t.Time = time.Time{}
+		return nil
+	case time.Time:
+		t.Time = v.UTC()
+		return nil
+	case []byte:
+		return t.parse(string(v))
+	case string:
+		return t.parse(v)
+	}
+	return fmt.Errorf("sqldb: cannot scan %T into a timestamp", src)
+}
+
+func (t *Time) parse(s string) error {
+	for _, layout := range scanLayouts {
+		if v, err := time.Parse(layout, s); err == nil {
+			t.Time = v.UTC()
+			return nil
+		}
+	}
+	return fmt.Errorf("sqldb: unrecognised timestamp %q", s)
+}
+
+// Column is a column that Bootstrap adds to an existing table that lacks it.
+type Column struct {
+	Name string
+	// Def is the column definition after the name, such as
+	// "INTEGER NOT NULL DEFAULT 0".
+	Def string
+	// SQLiteDef replaces Def on SQLite, which cannot add a column whose default is
+	// not a constant (CURRENT_TIMESTAMP). Empty means Def.
+	SQLiteDef string
+	// SQLiteBackfill, if set, is the expression that existing rows get on SQLite
+	// when the column is added with SQLiteDef.
+	SQLiteBackfill string
+}
+
+// Table describes one table for Bootstrap.
+type Table struct {
+	Name string
+	// Create is the CREATE TABLE IF NOT EXISTS statement; it holds every column.
+	Create string
+	// Columns are the columns an older copy of the table may lack.
+	Columns []Column
+	// Indexes are CREATE [UNIQUE] INDEX IF NOT EXISTS statements.
+	Indexes []string
+}
+
+// Bootstrap creates the tables that are missing, adds the columns that an existing
+// table lacks (existing rows get the column's default) and creates missing indexes.
+// It is idempotent and safe to run from several processes at once: on PostgreSQL it
+// runs in one transaction under an advisory lock.
+func Bootstrap(ctx context.Context, db *sqlx.DB, tables ...Table) error {
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqldb: bootstrap: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	pg := IsPostgres(db)
+	if pg {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7406346347112501)`); err != nil {
+			return fmt.Errorf("sqldb: bootstrap lock: %w", err)
+		}
+	}
+	for _, t := range tables {
+		if _, err := tx.ExecContext(ctx, t.Create); err != nil {
+			return fmt.Errorf("sqldb: create %s: %w", t.Name, err)
+		}
+		have, err := columns(ctx, tx, t.Name)
+		if err != nil {
+			return err
+		}
+		for _, c := range t.Columns {
+			if have[strings.ToLower(c.Name)] {
+				continue
+			}
+			def := c.Def
+			if !pg && c.SQLiteDef != "" {
+				def = c.SQLiteDef
+			}
+			if _, err := tx.ExecContext(ctx, "ALTER TABLE "+t.Name+" ADD COLUMN "+c.Name+" "+def); err != nil {
+				return fmt.Errorf("sqldb: add %s.%s: %w", t.Name, c.Name, err)
+			}
+			if !pg && c.SQLiteBackfill != "" {
+				if _, err := tx.ExecContext(ctx, "UPDATE "+t.Name+" SET "+c.Name+" = "+c.SQLiteBackfill); err != nil {
+					return fmt.Errorf("sqldb: backfill %s.%s: %w", t.Name, c.Name, err)
+				}
+			}
+		}
+		for _, ix := range t.Indexes {
+			if _, err := tx.ExecContext(ctx, ix); err != nil {
+				return fmt.Errorf("sqldb: index on %s: %w", t.Name, err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqldb: bootstrap commit: %w", err)
+	}
+	return nil
+}
+
+// columns returns the lower-cased column names of table, read portably from an
+// empty result set.
+func columns(ctx context.Context, q sqlx.QueryerContext, table string) (map[string]bool, error) {
+	rows, err := q.QueryContext(ctx, "SELECT * FROM "+table+" WHERE 1=0")
+	if err != nil {
+		return nil, fmt.Errorf("sqldb: columns of %s: %w", table, err)
+	}
+	defer rows.Close()
+	names, err := rows.Columns()
+	if err != nil {
+		return nil, fmt.Errorf("sqldb: columns of %s: %w", table, err)
+	}
+	have := make(map[string]bool, len(names))
+	for _, n := range names {
+		have[strings.ToLower(n)] = true
+	}
+	return have, rows.Err()
+}
+
+// KeysTable is the api_keys table that apikey/sqlstore and quota/sqlstore share.
+// quota_granted records how many calls the last reservation granted, so that a
+// reservation is one UPDATE … RETURNING on both databases.
+var KeysTable = Table{
+	Name: "api_keys",
+	Create: `CREATE TABLE IF NOT EXISTS api_keys (
+	id TEXT PRIMARY KEY,
+	user_id TEXT NOT NULL,
+	key_hash TEXT NOT NULL UNIQUE,
+	key_prefix TEXT NOT NULL DEFAULT '',
+	key_last4 TEXT NOT NULL DEFAULT '',
+	plan TEXT NOT NULL DEFAULT 'pro',
+	status TEXT NOT NULL DEFAULT 'active',
+	monthly_call_limit INTEGER NOT NULL DEFAULT 10000,
+	calls_used INTEGER NOT NULL DEFAULT 0,
+	cycle_start TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+	quota_granted INTEGER NOT NULL DEFAULT 0,
+	created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+	last_used_at TIMESTAMP NULL,
+	revoked_at TIMESTAMP NULL,
+	revoke_reason TEXT NOT NULL DEFAULT ''
+)`,
+	Columns: []Column{
+		{Name: "key_prefix", Def: "TEXT NOT NULL DEFAULT ''"},
+		{Name: "key_last4", Def: "TEXT NOT NULL DEFAULT ''"},
+		{Name: "plan", Def: "TEXT NOT NULL DEFAULT 'pro'"},
+		{Name: "status", Def: "TEXT NOT NULL DEFAULT 'active'"},
+		{Name: "monthly_call_limit", Def: "INTEGER NOT NULL DEFAULT 10000"},
+		{Name: "calls_used", Def: "INTEGER NOT NULL DEFAULT 0"},
+		{
+			Name:           "cycle_start",
+			Def:            "TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP",
+			SQLiteDef:      "TIMESTAMP NOT NULL DEFAULT '1970-01-01 00:00:00'",
+			SQLiteBackfill: "CURRENT_TIMESTAMP",
+		},
+		{Name: "quota_granted", Def: "INTEGER NOT NULL DEFAULT 0"},
+		{
+			Name:           "created_at",
+			Def:            "TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP",
+			SQLiteDef:      "TIMESTAMP NOT NULL DEFAULT '1970-01-01 00:00:00'",
+			SQLiteBackfill: "CURRENT_TIMESTAMP",
+		},
+		{Name: "last_used_at", Def: "TIMESTAMP NULL"},
+		{Name: "revoked_at", Def: "TIMESTAMP NULL"},
+		{Name: "revoke_reason", Def: "TEXT NOT NULL DEFAULT ''"},
+	},
+	Indexes: []string{
+		`CREATE UNIQUE INDEX IF NOT EXISTS api_keys_one_active ON api_keys (user_id) WHERE status = 'active'`,
+		`CREATE INDEX IF NOT EXISTS api_keys_user ON api_keys (user_id)`,
+	},
+}

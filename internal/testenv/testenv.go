@@ -1,0 +1,162 @@
+// Package testenv gives tests isolated backends: a fresh PostgreSQL schema, a SQLite
+// file in t.TempDir(), and a Redis key prefix. A backend whose URL is not set skips
+// the test with a clear message, or fails it when CI=true.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq" // PostgreSQL driver for tests
+	"github.com/redis/go-redis/v9"
+	"github.com/releaseradar/tollgate/internal/sqldb"
+	_ "modernc.org/sqlite" // SQLite driver for tests
+)
+
+const (
+	// PostgresEnv names the variable holding the test PostgreSQL URL.
+	PostgresEnv = "TOLLGATE_TEST_POSTGRES_URL"
+	// RedisEnv names the variable holding the test Redis URL.
+	RedisEnv = "TOLLGATE_TEST_REDIS_URL"
+)
+
+// need returns the value of the environment variable env, or skips (fails under
+// CI=true) when it is unset.
+func need(t testing.TB, env, what string) string {
+	t.Helper()
+	v := os.Getenv(env)
+	if v == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set: CI must run the %s integration tests", env, what)
+		}
+		t.Skipf("%s not set: skipping the %s integration test (set it to run against a real server)", env, what)
+	}
+	return v
+}
+
+// Unique returns a short random lower-case identifier starting with prefix.
+func Unique(prefix string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// PostgresURL creates a fresh schema, dropped when the test ends, and returns a URL
+// whose connections use it as their search_path. Several pools opened on the URL
+// share the schema, as replicas would share a database.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	base := need(t, PostgresEnv, "PostgreSQL")
+	schema := Unique("tg_")
+	admin, err := sqlx.Open("postgres", base)
+	if err != nil {
+		t.Fatalf("testenv: open postgres: %v", err)
+	}
+	defer admin.Close()
+	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatalf("testenv: create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		db, err := sqlx.Open("postgres", base)
+		if err != nil {
+			return
+		}
+		defer db.Close()
+		_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("testenv: %s is not a URL", PostgresEnv)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// OpenPostgres opens a pool on url (from PostgresURL), closed when the test ends.
+func OpenPostgres(t testing.TB, url string) *sqlx.DB {
+	t.Helper()
+	db, err := sqlx.Open("postgres", url)
+	if err != nil {
+		t.Fatalf("testenv: open postgres: %v", err)
+	}
+	db.SetMaxOpenConns(16)
+	t.Cleanup(func() { db.Close() })
+	if err := db.Ping(); err != nil {
+		t.Fatalf("testenv: ping postgres: %v", err)
+	}
+	return db
+}
+
+// Postgres returns a pool on a fresh schema of the test PostgreSQL server.
+func Postgres(t testing.TB) *sqlx.DB {
+	t.Helper()
+	return OpenPostgres(t, PostgresURL(t))
+}
+
+// SQLitePath returns the path of a new SQLite database file in t.TempDir().
+func SQLitePath(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(t.TempDir(), "test.db")
+}
+
+// OpenSQLite opens the SQLite file at path with tollgate's settings.
+func OpenSQLite(t testing.TB, path string) *sqlx.DB {
+	t.Helper()
+	db, err := sqlx.Open("sqlite", sqldb.SQLiteDSN(path))
+	if err != nil {
+		t.Fatalf("testenv: open sqlite: %v", err)
+	}
+	db.SetMaxOpenConns(4)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// SQLite returns a handle on a new SQLite database in t.TempDir().
+func SQLite(t testing.TB) *sqlx.DB {
+	t.Helper()
+	return OpenSQLite(t, SQLitePath(t))
+}
+
+// DB runs f once per SQL backend as a subtest ("sqlite", "postgres"), each with a
+// fresh database.
+func DB(t *testing.T, f func(t *testing.T, db *sqlx.DB)) {
+	t.Run("sqlite", func(t *testing.T) { f(t, SQLite(t)) })
+	t.Run("postgres", func(t *testing.T) { f(t, Postgres(t)) })
+}
+
+// RedisURL returns the test Redis URL, or skips (fails under CI=true).
+func RedisURL(t testing.TB) string {
+	t.Helper()
+	return need(t, RedisEnv, "Redis")
+}
+
+// Redis returns a client on the test Redis server and a key prefix unique to this
+// test; keys under the prefix are deleted when the test ends.
+func Redis(t testing.TB) (*redis.Client, string) {
+	t.Helper()
+	opts, err := redis.ParseURL(RedisURL(t))
+	if err != nil {
+		t.Fatalf("testenv: %s: %v", RedisEnv, err)
+	}
+	c := redis.NewClient(opts)
+	prefix := Unique("tgtest:") + ":"
+	t.Cleanup(func() {
+		iter := c.Scan(context.Background(), 0, prefix+"*", 1000).Iterator()
+		for iter.Next(context.Background()) {
+			c.Del(context.Background(), iter.Val())
+		}
+		c.Close()
+	})
+	if err := c.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("testenv: ping redis: %v", err)
+	}
+	return c, prefix
+}
