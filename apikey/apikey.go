@@ -66,6 +66,7 @@ type Key struct {
 	CycleStart       time.Time `db:"cycle_start" json:"cycle_start"`
 	CreatedAt        time.Time `db:"created_at" json:"created_at"`
 	// LastUsedAt and RevokedAt are zero when the key was never used or revoked.
+	// quota/sqlstore sets last_used_at in the same statement that counts a call.
 	LastUsedAt   time.Time `db:"last_used_at" json:"last_used_at,omitzero"`
 	RevokedAt    time.Time `db:"revoked_at" json:"revoked_at,omitzero"`
 	RevokeReason string    `db:"revoke_reason" json:"revoke_reason,omitempty"`
@@ -111,9 +112,6 @@ type Store interface {
 	// user has no active key.
 	Rotate(ctx context.Context, userID string, next *Key, now time.Time) (old Key, err error)
 
-	// Touch records that the key was used at now. It is best effort: callers may
-	// ignore its error, and an unknown ID returns ErrNotFound.
-	Touch(ctx context.Context, id string, now time.Time) error
 }
 
 // Generate returns a new raw key and its hash. The key is Prefix followed by 43
