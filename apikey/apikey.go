@@ -111,7 +111,6 @@ type Store interface {
 	// the store fills the rest and returns the revoked key. ErrNoActiveKey if the
 	// user has no active key.
 	Rotate(ctx context.Context, userID string, next *Key, now time.Time) (old Key, err error)
-
 }
 
 // Generate returns a new raw key and its hash. The key is Prefix followed by 43
