@@ -5,6 +5,20 @@
 // A key's cycle starts at its cycle_start and lasts Cycle (30 days by default). The
 // first reservation at or after cycle_start+Cycle restarts the cycle at that moment
 // with nothing used, in the same atomic step as the reservation itself.
+//
+// The pieces:
+//   - Store is the counter contract; Reserve(n) grants up to n calls in one step and
+//     Consume reserves one. A refused call is not counted; a revoked key consumes
+//     nothing.
+//   - quota/memstore keeps counters in one process; quota/sqlstore keeps them in the
+//     api_keys table on PostgreSQL or SQLite, shared by every replica;
+//     quota/storetest is the conformance suite both pass.
+//   - Middleware meters each authenticated request and sets the X-Quota-* headers;
+//     WriteError answers refusals as RFC 9457 problems (429, 403, or 503 when the
+//     store fails: the quota guards money, so it fails closed).
+//
+// Every function takes the current time as an argument or through Config.Now, so
+// a 30-day cycle can be tested without waiting for it.
 package quota
 
 import (

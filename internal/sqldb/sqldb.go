@@ -5,6 +5,7 @@ package sqldb
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -16,10 +17,28 @@ import (
 // treated as SQLite.
 func IsPostgres(db *sqlx.DB) bool { return sqlx.BindType(db.DriverName()) == sqlx.DOLLAR }
 
+// IsUniqueViolation reports whether err, or an error it wraps, is a unique-constraint
+// violation: SQLSTATE 23505 from a PostgreSQL driver (lib/pq, pgx), or SQLite's
+// extended codes SQLITE_CONSTRAINT_UNIQUE (2067) and SQLITE_CONSTRAINT_PRIMARYKEY
+// (1555) from modernc.org/sqlite. It matches the drivers' errors by their methods, so
+// it imports neither driver.
+func IsUniqueViolation(err error) bool {
+	var pg interface{ SQLState() string }
+	if errors.As(err, &pg) {
+		return pg.SQLState() == "23505"
+	}
+	var lite interface{ Code() int }
+	if errors.As(err, &lite) {
+		c := lite.Code()
+		return c == 2067 || c == 1555
+	}
+	return false
+}
+
 // SQLiteDSN returns a modernc.org/sqlite DSN for the file at path with WAL, a busy
 // timeout and immediate write transactions, the settings tollgate's stores expect.
 func SQLiteDSN(path string) string {
-	return "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_txlock=immediate"
+	return "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
 }
 
 // timeLayout is fixed-width so that SQLite's text comparison orders instants, and it

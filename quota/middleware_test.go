@@ -1,0 +1,272 @@
+package quota_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/releaseradar/tollgate/quota"
+	"github.com/releaseradar/tollgate/quota/memstore"
+)
+
+var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+
+// keyHeader stands in for the authentication middleware: the test puts the key ID
+// in a header.
+func keyHeader(r *http.Request) (string, bool) {
+	id := r.Header.Get("Test-Key-ID")
+	return id, id != ""
+}
+
+// clock is an injectable, settable time source.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.now = t }
+
+type failingStore struct{ err error }
+
+func (f failingStore) Reserve(context.Context, string, int64, time.Time) (int64, quota.Usage, error) {
+	return 0, quota.Usage{}, f.err
+}
+
+// served wraps an OK handler that counts its calls.
+type served struct {
+	mu    sync.Mutex
+	calls int
+}
+
+func (s *served) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	s.calls++
+	s.mu.Unlock()
+	_, _ = w.Write([]byte("ok"))
+}
+
+func do(h http.Handler, keyID string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodGet, "/events/search", nil)
+	if keyID != "" {
+		r.Header.Set("Test-Key-ID", keyID)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+func wantProblem(t *testing.T, w *httptest.ResponseRecorder, status int, detail string) {
+	t.Helper()
+	if w.Code != status {
+		t.Fatalf("status %d, want %d (body %q)", w.Code, status, w.Body)
+	}
+	if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("Content-Type %q, want application/problem+json", ct)
+	}
+	var p struct {
+		Status int    `json:"status"`
+		Title  string `json:"title"`
+		Detail string `json:"detail"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
+		t.Fatalf("body is not JSON: %v (%q)", err, w.Body)
+	}
+	if p.Status != status || p.Detail != detail || p.Title == "" {
+		t.Errorf("problem %+v, want status %d, detail %q", p, status, detail)
+	}
+}
+
+func wantQuotaHeaders(t *testing.T, h http.Header, limit, remaining int64, reset time.Time) {
+	t.Helper()
+	want := map[string]string{
+		"X-Quota-Limit":     strconv.FormatInt(limit, 10),
+		"X-Quota-Remaining": strconv.FormatInt(remaining, 10),
+		"X-Quota-Reset":     strconv.FormatInt(reset.Unix(), 10),
+	}
+	for name, v := range want {
+		if got := h.Values(name); len(got) != 1 || got[0] != v {
+			t.Errorf("%s = %q, want [%q]", name, got, v)
+		}
+	}
+}
+
+func TestMiddlewareCountsAndRefuses(t *testing.T) {
+	t.Parallel()
+	s := memstore.New(memstore.Config{})
+	s.Put("k", 2, t0)
+	c := &clock{now: t0.Add(time.Hour)}
+	next := &served{}
+	h := quota.Middleware(s, keyHeader, quota.Config{Now: c.Now})(next)
+	reset := t0.Add(quota.DefaultCycle)
+
+	for i, remaining := range []int64{1, 0} {
+		w := do(h, "k")
+		if w.Code != http.StatusOK {
+			t.Fatalf("call %d: status %d, want 200", i+1, w.Code)
+		}
+		wantQuotaHeaders(t, w.Header(), 2, remaining, reset)
+		if ra := w.Header().Get("Retry-After"); ra != "" {
+			t.Errorf("call %d: Retry-After %q on a success", i+1, ra)
+		}
+	}
+
+	c.Set(reset.Add(-90*time.Second - 500*time.Millisecond))
+	w := do(h, "k")
+	wantProblem(t, w, http.StatusTooManyRequests, "Monthly API quota exceeded")
+	wantQuotaHeaders(t, w.Header(), 2, 0, reset)
+	if ra := w.Header().Get("Retry-After"); ra != "91" {
+		t.Errorf("Retry-After %q, want 91 (90.5 s to the cycle's end, rounded up)", ra)
+	}
+	if next.calls != 2 {
+		t.Errorf("handler ran %d times, want 2: a refused request must not reach it", next.calls)
+	}
+
+	// At the cycle's end a new cycle opens at now.
+	c.Set(reset)
+	w = do(h, "k")
+	if w.Code != http.StatusOK {
+		t.Fatalf("first call of the new cycle: status %d", w.Code)
+	}
+	wantQuotaHeaders(t, w.Header(), 2, 1, reset.Add(quota.DefaultCycle))
+}
+
+func TestMiddlewareErrors(t *testing.T) {
+	t.Parallel()
+	secret := "pq: password authentication failed for user tollgate at 10.0.0.7"
+	cases := []struct {
+		name       string
+		store      func() quota.Store
+		keyID      string
+		wantStatus int
+		wantDetail string
+		wantErr    error
+	}{
+		{"revoked key", func() quota.Store {
+			s := memstore.New(memstore.Config{})
+			s.Put("k", 5, t0)
+			s.Revoke("k")
+			return s
+		}, "k", http.StatusForbidden, "Invalid or revoked API key", quota.ErrRevoked},
+		{"unknown key", func() quota.Store { return memstore.New(memstore.Config{}) },
+			"k", http.StatusForbidden, "Invalid or revoked API key", quota.ErrNotFound},
+		{"no key on the request", func() quota.Store { return memstore.New(memstore.Config{}) },
+			"", http.StatusForbidden, "Invalid or revoked API key", quota.ErrNoKeyID},
+		{"store failure fails closed", func() quota.Store {
+			return failingStore{fmt.Errorf("quota/sqlstore: reserve: %w", errors.New(secret))}
+		}, "k", http.StatusServiceUnavailable, "Quota service temporarily unavailable", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			next := &served{}
+			var gotErr error
+			onError := func(w http.ResponseWriter, r *http.Request, err error) {
+				gotErr = err
+				quota.WriteError(w, r, err)
+			}
+			for _, cfg := range []quota.Config{{}, {OnError: onError}} {
+				w := do(quota.Middleware(c.store(), keyHeader, cfg)(next), c.keyID)
+				wantProblem(t, w, c.wantStatus, c.wantDetail)
+				for _, name := range []string{"X-Quota-Limit", "X-Quota-Remaining", "X-Quota-Reset", "Retry-After"} {
+					if v := w.Header().Get(name); v != "" {
+						t.Errorf("%s = %q on a %d", name, v, c.wantStatus)
+					}
+				}
+				if strings.Contains(w.Body.String(), "10.0.0.7") || strings.Contains(w.Body.String(), "password") {
+					t.Errorf("the response leaks the store error: %q", w.Body)
+				}
+			}
+			if c.wantErr != nil && !errors.Is(gotErr, c.wantErr) {
+				t.Errorf("OnError got %v, want %v", gotErr, c.wantErr)
+			}
+			if gotErr == nil {
+				t.Error("OnError was not called")
+			}
+			if next.calls != 0 {
+				t.Errorf("the handler ran %d times", next.calls)
+			}
+		})
+	}
+}
+
+// TestMiddlewareCustomOnError: a custom error writer sees ErrExceeded and keeps the
+// quota headers and Retry-After set before it runs.
+func TestMiddlewareCustomOnError(t *testing.T) {
+	t.Parallel()
+	s := memstore.New(memstore.Config{Cycle: time.Hour})
+	s.Put("k", 1, t0)
+	now := t0.Add(59*time.Minute + 59*time.Second + 999*time.Millisecond)
+	h := quota.Middleware(s, keyHeader, quota.Config{
+		Now: func() time.Time { return now },
+		OnError: func(w http.ResponseWriter, _ *http.Request, err error) {
+			if !errors.Is(err, quota.ErrExceeded) {
+				t.Errorf("OnError got %v, want ErrExceeded", err)
+			}
+			w.WriteHeader(http.StatusTeapot)
+		},
+	})(&served{})
+	do(h, "k")
+	w := do(h, "k")
+	if w.Code != http.StatusTeapot {
+		t.Fatalf("status %d, want the custom writer's 418", w.Code)
+	}
+	wantQuotaHeaders(t, w.Header(), 1, 0, t0.Add(time.Hour))
+	if ra := w.Header().Get("Retry-After"); ra != "1" {
+		t.Errorf("Retry-After %q, want 1 (1 ms left rounds up to the minimum)", ra)
+	}
+}
+
+func TestMiddlewareConcurrent(t *testing.T) {
+	t.Parallel()
+	s := memstore.New(memstore.Config{})
+	s.Put("k", 10, t0)
+	next := &served{}
+	h := quota.Middleware(s, keyHeader, quota.Config{Now: func() time.Time { return t0 }})(next)
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		status = map[int]int{}
+	)
+	for range 200 {
+		wg.Go(func() {
+			w := do(h, "k")
+			mu.Lock()
+			status[w.Code]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if status[http.StatusOK] != 10 || status[http.StatusTooManyRequests] != 190 || next.calls != 10 {
+		t.Errorf("statuses %v, handler calls %d; want 10×200, 190×429, 10 calls", status, next.calls)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	u := quota.Usage{Reset: t0}
+	cases := []struct {
+		now  time.Time
+		want int64
+	}{
+		{t0.Add(-quota.DefaultCycle), int64(quota.DefaultCycle / time.Second)},
+		{t0.Add(-10 * time.Second), 10},
+		{t0.Add(-10*time.Second - time.Nanosecond), 11},
+		{t0.Add(-time.Millisecond), 1},
+		{t0, 1},
+		{t0.Add(time.Hour), 1},
+	}
+	for _, c := range cases {
+		if got := quota.RetryAfter(u, c.now); got != c.want {
+			t.Errorf("RetryAfter %v before the reset = %d, want %d", t0.Sub(c.now), got, c.want)
+		}
+	}
+}
