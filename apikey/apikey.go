@@ -110,6 +110,11 @@ type Store interface {
 	// zero or two active keys. next must carry the new hash, prefix and last four;
 	// the store fills the rest and returns the revoked key. ErrNoActiveKey if the
 	// user has no active key.
+	//
+	// The successor also keeps the old key's calls_used and cycle_start: a fresh
+	// quota on rotation would let anyone reset their monthly allowance at will.
+	// Concurrent rotations for one user take effect one after another and all
+	// succeed, each revoking the key the previous one created.
 	Rotate(ctx context.Context, userID string, next *Key, now time.Time) (old Key, err error)
 }
 

@@ -1,0 +1,84 @@
+// Package keyprep validates and completes keys the way every apikey.Store does, so
+// the stores agree on what Create and Rotate store.
+package keyprep
+
+import (
+	"errors"
+	"time"
+
+	"github.com/releaseradar/tollgate/apikey"
+)
+
+// RotateReason is the revoke reason Rotate records on the key it replaces.
+const RotateReason = "rotated"
+
+// T returns t in UTC truncated to microseconds, the precision the SQL stores keep.
+// The zero time stays zero.
+func T(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+// ForCreate checks k and completes it as Store.Create documents: an empty ID gets
+// apikey.NewID(), an empty Status means active, a zero CycleStart is CreatedAt, and
+// every time is truncated to T.
+func ForCreate(k *apikey.Key) error {
+	switch {
+	case k.UserID == "":
+		return errors.New("apikey: key has no user ID")
+	case k.Hash == "":
+		return errors.New("apikey: key has no hash")
+	case k.CreatedAt.IsZero():
+		return errors.New("apikey: key has no creation time")
+	}
+	if k.ID == "" {
+		k.ID = apikey.NewID()
+	}
+	switch k.Status {
+	case "":
+		k.Status = apikey.StatusActive
+	case apikey.StatusActive, apikey.StatusRevoked:
+	default:
+		return errors.New("apikey: unknown key status")
+	}
+	if k.CycleStart.IsZero() {
+		k.CycleStart = k.CreatedAt
+	}
+	k.CycleStart = T(k.CycleStart)
+	k.CreatedAt = T(k.CreatedAt)
+	k.LastUsedAt = T(k.LastUsedAt)
+	k.RevokedAt = T(k.RevokedAt)
+	return nil
+}
+
+// CheckNext checks the arguments of Rotate before the store changes anything.
+func CheckNext(next *apikey.Key, now time.Time) error {
+	switch {
+	case next.Hash == "":
+		return errors.New("apikey: successor key has no hash")
+	case now.IsZero():
+		return errors.New("apikey: rotation has no time")
+	}
+	return nil
+}
+
+// Successor completes next, checked by CheckNext, as the key that replaces old at
+// now: it keeps old's user, plan, limit, calls used and cycle start, and is active,
+// created at now and never used. An empty ID gets a new one.
+func Successor(next *apikey.Key, old apikey.Key, now time.Time) {
+	if next.ID == "" {
+		next.ID = apikey.NewID()
+	}
+	next.UserID = old.UserID
+	next.Plan = old.Plan
+	next.Status = apikey.StatusActive
+	next.MonthlyCallLimit = old.MonthlyCallLimit
+	next.CallsUsed = old.CallsUsed
+	next.CycleStart = old.CycleStart
+	next.CreatedAt = T(now)
+	next.LastUsedAt = time.Time{}
+	next.RevokedAt = time.Time{}
+	next.RevokeReason = ""
+}

@@ -1,0 +1,168 @@
+// Package memstore is an in-memory apikey.Store for tests, examples and
+// single-process servers that can lose their keys on restart.
+package memstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/releaseradar/tollgate/apikey"
+	"github.com/releaseradar/tollgate/apikey/internal/keyprep"
+)
+
+var _ apikey.Store = (*Store)(nil)
+
+// errDuplicate reports a key whose ID or hash is already stored.
+var errDuplicate = errors.New("apikey/memstore: a key with that ID or hash exists")
+
+// Store keeps keys in memory behind one mutex. It is safe for concurrent use; the
+// zero value is not usable, call New.
+type Store struct {
+	mu     sync.RWMutex
+	byID   map[string]*apikey.Key
+	byHash map[string]*apikey.Key
+	active map[string]*apikey.Key // user ID → that user's active key
+}
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{
+		byID:   make(map[string]*apikey.Key),
+		byHash: make(map[string]*apikey.Key),
+		active: make(map[string]*apikey.Key),
+	}
+}
+
+// Create implements apikey.Store.
+func (s *Store) Create(ctx context.Context, k *apikey.Key) error {
+	if err := keyprep.ForCreate(k); err != nil {
+		return fmt.Errorf("apikey/memstore: create: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k.Active() && s.active[k.UserID] != nil {
+		return apikey.ErrActiveExists
+	}
+	return s.insert(*k)
+}
+
+// insert stores a copy of k; s.mu is held for writing.
+func (s *Store) insert(k apikey.Key) error {
+	if s.byID[k.ID] != nil || s.byHash[k.Hash] != nil {
+		return errDuplicate
+	}
+	p := &k
+	s.byID[k.ID] = p
+	s.byHash[k.Hash] = p
+	if k.Active() {
+		s.active[k.UserID] = p
+	}
+	return nil
+}
+
+// ByHash implements apikey.Store.
+func (s *Store) ByHash(ctx context.Context, hash string) (apikey.Key, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if k := s.byHash[hash]; k != nil {
+		return *k, nil
+	}
+	return apikey.Key{}, apikey.ErrNotFound
+}
+
+// ByID implements apikey.Store.
+func (s *Store) ByID(ctx context.Context, id string) (apikey.Key, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if k := s.byID[id]; k != nil {
+		return *k, nil
+	}
+	return apikey.Key{}, apikey.ErrNotFound
+}
+
+// ListByUser implements apikey.Store. It scans every key, which is fine for the
+// sizes a memory store holds.
+func (s *Store) ListByUser(ctx context.Context, userID string) ([]apikey.Key, error) {
+	s.mu.RLock()
+	out := []apikey.Key{}
+	for _, k := range s.byID {
+		if k.UserID == userID {
+			out = append(out, *k)
+		}
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.After(out[j].CreatedAt)
+		}
+		return out[i].ID > out[j].ID
+	})
+	return out, nil
+}
+
+// Revoke implements apikey.Store.
+func (s *Store) Revoke(ctx context.Context, id, reason string, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.byID[id]
+	if k == nil {
+		return apikey.ErrNotFound
+	}
+	s.revoke(k, reason, now)
+	return nil
+}
+
+// revoke revokes k if it is active; s.mu is held for writing.
+func (s *Store) revoke(k *apikey.Key, reason string, now time.Time) {
+	if !k.Active() {
+		return
+	}
+	k.Status = apikey.StatusRevoked
+	k.RevokedAt = keyprep.T(now)
+	k.RevokeReason = reason
+	if s.active[k.UserID] == k {
+		delete(s.active, k.UserID)
+	}
+}
+
+// RevokeUser implements apikey.Store.
+func (s *Store) RevokeUser(ctx context.Context, userID, reason string, now time.Time) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.active[userID]
+	if k == nil {
+		return 0, nil
+	}
+	s.revoke(k, reason, now)
+	return 1, nil
+}
+
+// Rotate implements apikey.Store. The successor keeps the old key's plan, monthly
+// limit, calls used and cycle start, so rotating never hands out a fresh quota (that
+// would let a user reset their monthly allowance at will). Rotations for one user
+// run one after another under the store's lock: concurrent calls all succeed, each
+// revoking the key the previous one created.
+func (s *Store) Rotate(ctx context.Context, userID string, next *apikey.Key, now time.Time) (apikey.Key, error) {
+	if err := keyprep.CheckNext(next, now); err != nil {
+		return apikey.Key{}, fmt.Errorf("apikey/memstore: rotate: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.active[userID]
+	if cur == nil {
+		return apikey.Key{}, apikey.ErrNoActiveKey
+	}
+	keyprep.Successor(next, *cur, now)
+	if s.byID[next.ID] != nil || s.byHash[next.Hash] != nil {
+		return apikey.Key{}, errDuplicate
+	}
+	s.revoke(cur, keyprep.RotateReason, now)
+	if err := s.insert(*next); err != nil {
+		return apikey.Key{}, err // unreachable: checked above, under the same lock
+	}
+	return *cur, nil
+}
