@@ -14,6 +14,7 @@ import (
 	"github.com/releaseradar/tollgate/apikey"
 	"github.com/releaseradar/tollgate/apikey/memstore"
 	"github.com/releaseradar/tollgate/apikey/sqlstore"
+	"github.com/releaseradar/tollgate/internal/problem/problemtest"
 	"github.com/releaseradar/tollgate/internal/testenv"
 )
 
@@ -75,28 +76,6 @@ func serve(h http.Handler, key *string) *httptest.ResponseRecorder {
 	return w
 }
 
-// checkProblem asserts a problem+json body with status and detail.
-func checkProblem(t *testing.T, w *httptest.ResponseRecorder, status int, detail string) {
-	t.Helper()
-	if w.Code != status {
-		t.Fatalf("status %d, want %d (body %s)", w.Code, status, w.Body)
-	}
-	if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
-		t.Errorf("Content-Type %q, want application/problem+json", ct)
-	}
-	var p struct {
-		Status int    `json:"status"`
-		Title  string `json:"title"`
-		Detail string `json:"detail"`
-	}
-	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
-		t.Fatalf("body %q is not JSON: %v", w.Body, err)
-	}
-	if p.Status != status || p.Detail != detail || p.Title != http.StatusText(status) {
-		t.Errorf("problem %+v, want status %d detail %q", p, status, detail)
-	}
-}
-
 func ptr(s string) *string { return &s }
 
 func TestRequire(t *testing.T) {
@@ -128,7 +107,7 @@ func TestRequire(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			w := serve(c.h, c.key)
 			if c.status != 200 {
-				checkProblem(t, w, c.status, c.detail)
+				problemtest.Check(t, w, c.status, c.detail)
 				return
 			}
 			if w.Code != 200 {
@@ -228,7 +207,7 @@ func TestStoreFailureIs503WithoutInternals(t *testing.T) {
 		t.Errorf("the error holds the raw key: %v", err)
 	}
 	w := serve(a.Require(0)(principalHandler), ptr("rr_live_whatever"))
-	checkProblem(t, w, 503, "API key check temporarily unavailable")
+	problemtest.Check(t, w, 503, "API key check temporarily unavailable")
 	for _, leak := range []string{"pq", "relation", "10.1.2.3", "api_keys"} {
 		if strings.Contains(w.Body.String(), leak) {
 			t.Errorf("the 503 body leaks %q: %s", leak, w.Body)
@@ -289,7 +268,7 @@ func TestBadHeaders(t *testing.T) {
 			} {
 				w := serve(h, &c.value)
 				detail := map[int]string{401: "Missing x-api-key", 403: "Invalid or revoked API key"}[c.status]
-				t.Run(c.name, func(t *testing.T) { checkProblem(t, w, c.status, detail) })
+				t.Run(c.name, func(t *testing.T) { problemtest.Check(t, w, c.status, detail) })
 			}
 			// The table survived the SQL text and still answers.
 			if w := serve(h, &f.pro); w.Code != 200 {

@@ -2,7 +2,6 @@ package quota_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/releaseradar/tollgate/internal/problem/problemtest"
 	"github.com/releaseradar/tollgate/quota"
 	"github.com/releaseradar/tollgate/quota/memstore"
 )
@@ -64,27 +64,6 @@ func do(h http.Handler, keyID string) *httptest.ResponseRecorder {
 	return w
 }
 
-func wantProblem(t *testing.T, w *httptest.ResponseRecorder, status int, detail string) {
-	t.Helper()
-	if w.Code != status {
-		t.Fatalf("status %d, want %d (body %q)", w.Code, status, w.Body)
-	}
-	if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
-		t.Errorf("Content-Type %q, want application/problem+json", ct)
-	}
-	var p struct {
-		Status int    `json:"status"`
-		Title  string `json:"title"`
-		Detail string `json:"detail"`
-	}
-	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
-		t.Fatalf("body is not JSON: %v (%q)", err, w.Body)
-	}
-	if p.Status != status || p.Detail != detail || p.Title == "" {
-		t.Errorf("problem %+v, want status %d, detail %q", p, status, detail)
-	}
-}
-
 func wantQuotaHeaders(t *testing.T, h http.Header, limit, remaining int64, reset time.Time) {
 	t.Helper()
 	want := map[string]string{
@@ -121,7 +100,7 @@ func TestMiddlewareCountsAndRefuses(t *testing.T) {
 
 	c.Set(reset.Add(-90*time.Second - 500*time.Millisecond))
 	w := do(h, "k")
-	wantProblem(t, w, http.StatusTooManyRequests, "Monthly API quota exceeded")
+	problemtest.Check(t, w, http.StatusTooManyRequests, "Monthly API quota exceeded")
 	wantQuotaHeaders(t, w.Header(), 2, 0, reset)
 	if ra := w.Header().Get("Retry-After"); ra != "91" {
 		t.Errorf("Retry-After %q, want 91 (90.5 s to the cycle's end, rounded up)", ra)
@@ -175,7 +154,7 @@ func TestMiddlewareErrors(t *testing.T) {
 			}
 			for _, cfg := range []quota.Config{{}, {OnError: onError}} {
 				w := do(quota.Middleware(c.store(), keyHeader, cfg)(next), c.keyID)
-				wantProblem(t, w, c.wantStatus, c.wantDetail)
+				problemtest.Check(t, w, c.wantStatus, c.wantDetail)
 				for _, name := range []string{"X-Quota-Limit", "X-Quota-Remaining", "X-Quota-Reset", "Retry-After"} {
 					if v := w.Header().Get(name); v != "" {
 						t.Errorf("%s = %q on a %d", name, v, c.wantStatus)
