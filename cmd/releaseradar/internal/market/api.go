@@ -1,0 +1,429 @@
+package market
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/mux"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/releaseradar/tollgate/internal/problem"
+)
+
+// Limits of the HTTP API.
+const (
+	// PublicFeedSize is how many events GET /events/public lists.
+	PublicFeedSize = 50
+	// PublicFeedTTL is how long the public feed is served from memory, and its
+	// Cache-Control max-age.
+	PublicFeedTTL = 120 * time.Second
+	// MaxHoldings is the most holdings a portfolio request may list.
+	MaxHoldings = 50
+	// MaxBodyBytes is the largest accepted request body.
+	MaxBodyBytes = 64 << 10
+	// MaxCompanyQueryLen is the longest accepted q of GET /companies, in characters.
+	MaxCompanyQueryLen = 100
+)
+
+// Config holds the API's optional settings. The zero value is ready to use.
+type Config struct {
+	// Now is the clock: feed cache expiry, impact recency and the portfolio window.
+	// Nil means time.Now.
+	Now func() time.Time
+	// Logger receives database failures (answered as 500 without detail). Nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// API serves the market routes as plain http.HandlerFuncs. Authentication, plans,
+// quotas and rate limits are the caller's middleware. Path variables are read from
+// gorilla/mux (mux.Vars) or, failing that, from http.Request.PathValue, under the
+// names "id" (/events/{id}), "event_id" (/impact/{event_id}) and "ticker"
+// (/companies/{ticker}). An API is safe for concurrent use.
+type API struct {
+	store *Store
+	now   func() time.Time
+	log   *slog.Logger
+	feed  feedCache
+}
+
+// feedCache holds the encoded public feed. mu is held during a refresh, so that
+// concurrent requests for an expired feed cause a single query.
+type feedCache struct {
+	mu   sync.Mutex
+	body []byte
+	etag string
+	at   time.Time
+}
+
+// NewAPI returns the handlers on db, which Bootstrap (and usually LoadIfEmpty) has
+// prepared.
+func NewAPI(db *sqlx.DB, cfg Config) *API {
+	a := &API{store: NewStore(db), now: cfg.Now, log: cfg.Logger}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	return a
+}
+
+// Store returns the API's data layer.
+func (a *API) Store() *Store { return a.store }
+
+// feedBody is the JSON of GET /events/public.
+type feedBody struct {
+	GeneratedAt time.Time `json:"generated_at"`
+	Events      []Event   `json:"events"`
+}
+
+// PublicFeed answers GET /events/public: the PublicFeedSize newest events, public
+// fields only, built at most once per PublicFeedTTL and sent with
+// Cache-Control: public, max-age=120, an Age header and a strong ETag
+// (If-None-Match answers 304).
+func (a *API) PublicFeed(w http.ResponseWriter, r *http.Request) {
+	body, etag, at, err := a.publicFeed(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(PublicFeedTTL/time.Second)))
+	h.Set("ETag", etag)
+	if age := int(a.now().Sub(at) / time.Second); age > 0 {
+		h.Set("Age", strconv.Itoa(age))
+	}
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write(body)
+}
+
+func (a *API) publicFeed(ctx context.Context) (body []byte, etag string, at time.Time, err error) {
+	c := &a.feed
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := a.now()
+	if age := now.Sub(c.at); c.body != nil && age >= 0 && age < PublicFeedTTL {
+		return c.body, c.etag, c.at, nil
+	}
+	// The refresh serves everyone waiting on mu, so one client hanging up must not
+	// cancel it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	page, err := a.store.Search(ctx, Query{Limit: PublicFeedSize})
+	if err != nil {
+		return nil, "", time.Time{}, err
+	}
+	b, err := json.Marshal(feedBody{GeneratedAt: now.UTC(), Events: page.Events})
+	if err != nil {
+		return nil, "", time.Time{}, fmt.Errorf("market: encode feed: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	c.body, c.etag, c.at = append(b, '\n'), `"`+hex.EncodeToString(sum[:12])+`"`, now
+	return c.body, c.etag, c.at, nil
+}
+
+// searchBody is the JSON of GET /events/search. NextCursor is null on the last page.
+type searchBody struct {
+	Events     []Event `json:"events"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+// Search answers GET /events/search?q=&ticker=&type=&from=&to=&limit=&cursor=
+// (see ParseQuery) with {"events": [...], "next_cursor": "…" or null}. Pass
+// next_cursor back as cursor, with the same filters, for the next page.
+func (a *API) Search(w http.ResponseWriter, r *http.Request) {
+	if !a.checkRawQuery(w, r) {
+		return
+	}
+	q, err := ParseQuery(r.URL.Query())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	page, err := a.store.Search(r.Context(), q)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := searchBody{Events: page.Events}
+	if page.Next != nil {
+		s := page.Next.String()
+		out.NextCursor = &s
+	}
+	writeJSON(w, out)
+}
+
+// Event answers GET /events/{id} with the event's public fields; 400 for an id that
+// is not a positive integer, 404 for an unknown one.
+func (a *API) Event(w http.ResponseWriter, r *http.Request) {
+	if e, ok := a.event(w, r, "id"); ok {
+		writeJSON(w, e)
+	}
+}
+
+// event loads the event named by the path variable param, or answers 400 or 404 and
+// reports false.
+func (a *API) event(w http.ResponseWriter, r *http.Request, param string) (Event, bool) {
+	s := pathVar(r, param)
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 || s[0] == '+' {
+		a.fail(w, r, badParam(param, "must be a positive integer"))
+		return Event{}, false
+	}
+	e, err := a.store.Event(r.Context(), id)
+	if errors.Is(err, ErrNotFound) {
+		problem.Write(w, http.StatusNotFound, "Event not found")
+		return Event{}, false
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return Event{}, false
+	}
+	return e, true
+}
+
+// impactBody is the JSON of GET /impact/{event_id}.
+type impactBody struct {
+	Event Event     `json:"event"`
+	AsOf  time.Time `json:"as_of"`
+	Impact
+}
+
+// Impact answers GET /impact/{event_id} with the event, the instant it was scored at,
+// its score and the score's parts (see Score).
+func (a *API) Impact(w http.ResponseWriter, r *http.Request) {
+	e, ok := a.event(w, r, "event_id")
+	if !ok {
+		return
+	}
+	c, err := a.store.Company(r.Context(), e.Ticker)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		a.fail(w, r, err)
+		return
+	}
+	now := a.now().UTC()
+	writeJSON(w, impactBody{Event: e, AsOf: now, Impact: Score(e, c.MarketCapUSD, now)})
+}
+
+// Companies answers GET /companies?q= with {"companies": [...]}: the companies whose
+// ticker or name contains q, by ticker; all of them without q.
+func (a *API) Companies(w http.ResponseWriter, r *http.Request) {
+	if !a.checkRawQuery(w, r) {
+		return
+	}
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	if utf8.RuneCountInString(q) > MaxCompanyQueryLen || !utf8.ValidString(q) {
+		a.fail(w, r, badParam("q", "must be UTF-8 text of at most "+strconv.Itoa(MaxCompanyQueryLen)+" characters"))
+		return
+	}
+	cs, err := a.store.Companies(r.Context(), q)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, map[string][]Company{"companies": cs})
+}
+
+// Company answers GET /companies/{ticker}; 400 for a malformed ticker, 404 for one
+// not listed.
+func (a *API) Company(w http.ResponseWriter, r *http.Request) {
+	t, ok := normTicker(pathVar(r, "ticker"))
+	if !ok {
+		a.fail(w, r, badParam("ticker", tickerReason))
+		return
+	}
+	c, err := a.store.Company(r.Context(), t)
+	if errors.Is(err, ErrNotFound) {
+		problem.Write(w, http.StatusNotFound, "Company not found")
+		return
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, c)
+}
+
+// PortfolioImpact answers POST /portfolio/impact. The body is
+// {"holdings":[{"ticker":"AAPL","weight":0.5}, …]}: 1 to MaxHoldings listed tickers,
+// each once, weights in (0, 1] adding up to at most 1, at most MaxBodyBytes. The
+// answer is a PortfolioResult over the PortfolioWindow ending now.
+func (a *API) PortfolioImpact(w http.ResponseWriter, r *http.Request) {
+	holdings, err := readHoldings(w, r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	tickers := make([]string, len(holdings))
+	for i, h := range holdings {
+		tickers[i] = h.Ticker
+	}
+	companies, err := a.store.CompaniesByTicker(r.Context(), tickers)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	for i, h := range holdings {
+		if _, ok := companies[h.Ticker]; !ok {
+			a.fail(w, r, badField(fmt.Sprintf("holdings[%d].ticker", i), fmt.Sprintf("%s is not a listed company", h.Ticker)))
+			return
+		}
+	}
+	now := a.now().UTC()
+	evs, err := a.store.Recent(r.Context(), tickers, now.Add(-PortfolioWindow), now)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, PortfolioImpact(holdings, companies, evs, now))
+}
+
+func badField(field, reason string) error {
+	return &InputError{Param: field, Reason: reason, where: "body field"}
+}
+
+// readHoldings decodes and checks a portfolio body, upper-casing tickers.
+func readHoldings(w http.ResponseWriter, r *http.Request) ([]Holding, error) {
+	var body struct {
+		Holdings []Holding `json:"holdings"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return nil, bodyError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, bodyError(err)
+		}
+		return nil, &InputError{Param: "request body", Reason: "must hold one JSON object and nothing after it", where: "request"}
+	}
+	n := len(body.Holdings)
+	if n == 0 || n > MaxHoldings {
+		return nil, badField("holdings", fmt.Sprintf("must list 1 to %d holdings", MaxHoldings))
+	}
+	seen := make(map[string]bool, n)
+	var sum float64
+	for i, h := range body.Holdings {
+		t, ok := normTicker(h.Ticker)
+		if !ok {
+			return nil, badField(fmt.Sprintf("holdings[%d].ticker", i), tickerReason)
+		}
+		if seen[t] {
+			return nil, badField(fmt.Sprintf("holdings[%d].ticker", i), t+" is listed twice")
+		}
+		seen[t] = true
+		if !(h.Weight > 0 && h.Weight <= 1) {
+			return nil, badField(fmt.Sprintf("holdings[%d].weight", i), "must be greater than 0 and at most 1")
+		}
+		sum += h.Weight
+		body.Holdings[i].Ticker = t
+	}
+	if sum > 1+1e-9 {
+		return nil, badField("holdings", "weights must add up to at most 1")
+	}
+	return body.Holdings, nil
+}
+
+// bodyError turns a JSON decoding error into an InputError.
+func bodyError(err error) error {
+	var tooBig *http.MaxBytesError
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	reason := "must be a JSON object such as {\"holdings\":[{\"ticker\":\"AAPL\",\"weight\":0.5}]}"
+	switch {
+	case errors.As(err, &tooBig):
+		reason = fmt.Sprintf("must be at most %d bytes", MaxBodyBytes)
+	case errors.As(err, &syntax):
+		reason = fmt.Sprintf("is not valid JSON (at byte %d)", syntax.Offset)
+	case errors.As(err, &typ) && typ.Field != "":
+		return badField(typ.Field, "must be a JSON "+jsonKind(typ.Type.Kind()))
+	case errors.Is(err, io.EOF):
+		reason = "is empty; " + reason
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		reason = "has an unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	}
+	return &InputError{Param: "request body", Reason: reason, where: "request"}
+}
+
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.Float64, reflect.Int, reflect.Int64:
+		return "number"
+	case reflect.Slice:
+		return "array"
+	case reflect.Struct, reflect.Map:
+		return "object"
+	}
+	return k.String()
+}
+
+// checkRawQuery refuses query strings longer than any valid search needs.
+func (a *API) checkRawQuery(w http.ResponseWriter, r *http.Request) bool {
+	if len(r.URL.RawQuery) > maxRawQuery {
+		a.fail(w, r, &InputError{Param: "query string", Reason: fmt.Sprintf("must be at most %d bytes", maxRawQuery), where: "request"})
+		return false
+	}
+	return true
+}
+
+// pathVar reads a path variable set by gorilla/mux, or by http.ServeMux.
+func pathVar(r *http.Request, name string) string {
+	if v, ok := mux.Vars(r)[name]; ok {
+		return v
+	}
+	return r.PathValue(name)
+}
+
+// fail answers err: 400 for an *InputError, 404 for ErrNotFound (handlers that know
+// what was missing answer their own 404 first), and 500 without
+// detail (logged) for anything else. A request whose client has gone is not logged.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var in *InputError
+	switch {
+	case errors.As(err, &in):
+		problem.Write(w, http.StatusBadRequest, in.Detail())
+	case errors.Is(err, ErrNotFound):
+		problem.Write(w, http.StatusNotFound, "Not found")
+	default:
+		if r.Context().Err() == nil {
+			a.log.ErrorContext(r.Context(), "market: request failed", "path", r.URL.Path, "err", err)
+		}
+		problem.Write(w, http.StatusInternalServerError, "Internal server error")
+	}
+}
+
+// writeJSON answers 200 with v. Gated answers vary by key (quota headers), so no
+// shared cache may keep them.
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		problem.Write(w, http.StatusInternalServerError, "Internal server error")
+		return
+	}
+	b = append(b, '\n')
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("Cache-Control", "no-store")
+	_, _ = w.Write(b)
+}
