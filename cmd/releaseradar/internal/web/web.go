@@ -1,0 +1,340 @@
+// Package web serves the account page, /account/api-keys, where a dashboard user
+// signs in with a session token, sees their API keys and rotates or reveals them.
+//
+// The page is plain HTML, CSS and JavaScript embedded in the binary. It reads and
+// changes keys through the server's JSON routes (GET /keys, POST /keys/rotate,
+// POST /keys/reveal) with the rr_session cookie that this package sets; see
+// RequireOrigin for how those cookie-authenticated POSTs are protected from
+// cross-site request forgery.
+package web
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/releaseradar/tollgate/internal/problem"
+)
+
+// Routes served by Handler. The server mounts Handler on the prefix "/account/".
+const (
+	PagePath    = "/account/api-keys" // GET: the page
+	SessionPath = "/account/session"  // POST: sign in (form field or JSON "token")
+	LogoutPath  = "/account/logout"   // POST: sign out
+	AssetsPath  = "/account/assets/"  // GET: app.css, app.js
+)
+
+// CookieName is the session cookie: the dashboard token itself, HttpOnly,
+// SameSite=Strict, Path=/, Secure over TLS.
+const CookieName = "rr_session"
+
+// maxTokenBody bounds a sign-in request body; a dashboard token is a few hundred bytes.
+const maxTokenBody = 16 << 10
+
+// contentSecurityPolicy allows the page's own script, style and fetches and nothing
+// else: no inline script, no external resource, no framing.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; " +
+	"img-src 'self' data:; connect-src 'self'; form-action 'self'; " +
+	"frame-ancestors 'none'; base-uri 'none'"
+
+// Sentinel errors handed to Config.OnError.
+var (
+	// ErrNoToken: a sign-in request carried no token (HTTP 400).
+	ErrNoToken = errors.New("web: missing dashboard token")
+	// ErrBadToken: the token did not verify: malformed, badly signed or expired (HTTP 401).
+	ErrBadToken = errors.New("web: invalid or expired dashboard token")
+	// ErrCrossOrigin: an unsafe cookie-authenticated request came from another
+	// origin, or named none (HTTP 403).
+	ErrCrossOrigin = errors.New("web: cross-site request refused")
+	// ErrBadRequest: the sign-in body could not be read (HTTP 400).
+	ErrBadRequest = errors.New("web: malformed sign-in request")
+)
+
+// VerifyFunc checks a dashboard token and returns its user ID, or an error when
+// the token is malformed, badly signed or expired. It must be safe for concurrent use.
+type VerifyFunc func(token string) (userID string, err error)
+
+// Config holds the optional settings of Handler and RequireOrigin. The zero value
+// accepts same-origin requests only, trusts no proxy and answers errors as
+// application/problem+json.
+type Config struct {
+	// AllowedOrigins lists origins ("https://app.example.com") besides the
+	// request's own whose cookie-authenticated POSTs are accepted.
+	AllowedOrigins []string
+	// TrustProxy reports whether r came through a proxy whose X-Forwarded-Proto
+	// header is believed. For such a request "X-Forwarded-Proto: https" marks the
+	// session cookie Secure, as a TLS connection does. Nil trusts no proxy.
+	TrustProxy func(r *http.Request) bool
+	// OnError answers a request refused with one of the package's sentinel errors.
+	// Nil writes the problem responses of WriteError.
+	OnError func(w http.ResponseWriter, r *http.Request, err error)
+}
+
+func (c Config) onError(w http.ResponseWriter, r *http.Request, err error) {
+	if c.OnError != nil {
+		c.OnError(w, r, err)
+		return
+	}
+	WriteError(w, r, err)
+}
+
+// WriteError is the default error writer: an application/problem+json response
+// whose status and detail follow the sentinel err wraps.
+func WriteError(w http.ResponseWriter, _ *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrNoToken):
+		problem.Write(w, http.StatusBadRequest, "Missing dashboard token")
+	case errors.Is(err, ErrBadToken):
+		problem.Write(w, http.StatusUnauthorized, "Invalid or expired dashboard token")
+	case errors.Is(err, ErrCrossOrigin):
+		problem.Write(w, http.StatusForbidden, "Cross-site request refused")
+	default:
+		problem.Write(w, http.StatusBadRequest, "Malformed sign-in request")
+	}
+}
+
+//go:embed assets
+var assets embed.FS
+
+// page is the account page; its data is pageData.
+var page = template.Must(template.ParseFS(assets, "assets/page.html"))
+
+// asset is an embedded file served under AssetsPath.
+type asset struct {
+	body        []byte
+	contentType string
+	etag        string
+	version     string // the first 12 hex digits of its SHA-256, for cache busting
+}
+
+func loadAsset(name string) asset {
+	body, err := assets.ReadFile("assets/" + name)
+	if err != nil {
+		panic("web: embedded asset missing: " + name)
+	}
+	sum := sha256.Sum256(body)
+	v := hex.EncodeToString(sum[:6])
+	ct := mime.TypeByExtension(name[strings.LastIndexByte(name, '.'):])
+	return asset{body: body, contentType: ct, etag: `"` + v + `"`, version: v}
+}
+
+var staticAssets = map[string]asset{
+	"app.css": loadAsset("app.css"),
+	"app.js":  loadAsset("app.js"),
+}
+
+// Sign-in messages the page can show, chosen by key so that no request text is
+// ever reflected into the page.
+var messages = map[string]string{
+	"invalid": "That token is not valid or has expired. Create a new one with “releaseradar admin token” and paste it again.",
+	"missing": "Paste a dashboard token to sign in.",
+	"expired": "Your session has expired. Paste a new token to sign in.",
+	"out":     "You are signed out.",
+}
+
+// pageData fills assets/page.html.
+type pageData struct {
+	UserID     string // empty when signed out
+	Message    string // a sign-in message from messages, or empty
+	CSSVersion string
+	JSVersion  string
+}
+
+// Handler serves the account page and its sign-in and sign-out routes:
+//
+//	GET  /account/api-keys     the page; signed in when the rr_session cookie verifies
+//	GET  /account/assets/app.css, /account/assets/app.js
+//	POST /account/session      sign in: form field or JSON {"token": "..."}
+//	POST /account/logout       sign out
+//
+// A sign-in sets the rr_session cookie (HttpOnly, SameSite=Strict, Path=/, Secure
+// over TLS). A form post is answered 303 to the page; a JSON post 204, or 401 with
+// a problem document for a bad token. Both POSTs pass CheckOrigin first.
+// verify is the server's dashboard token check.
+func Handler(verify VerifyFunc, cfg Config) http.Handler {
+	if verify == nil {
+		panic("web: Handler needs a VerifyFunc")
+	}
+	h := &handler{verify: verify, cfg: cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PagePath, h.page)
+	mux.HandleFunc("GET /account/{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, PagePath, http.StatusFound)
+	})
+	mux.HandleFunc("GET "+AssetsPath+"{name}", h.asset)
+	mux.HandleFunc("POST "+SessionPath, h.signIn)
+	mux.HandleFunc("POST "+LogoutPath, h.signOut)
+	return mux
+}
+
+type handler struct {
+	verify VerifyFunc
+	cfg    Config
+}
+
+func securityHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
+}
+
+func (h *handler) page(w http.ResponseWriter, r *http.Request) {
+	data := pageData{
+		CSSVersion: staticAssets["app.css"].version,
+		JSVersion:  staticAssets["app.js"].version,
+		Message:    messages[r.URL.Query().Get("signin")],
+	}
+	if c, err := r.Cookie(CookieName); err == nil && c.Value != "" {
+		if user, err := h.verify(c.Value); err == nil {
+			data.UserID = user
+			data.Message = ""
+		} else {
+			http.SetCookie(w, h.cookie(r, "", -1))
+			data.Message = messages["expired"]
+		}
+	}
+	var buf bytes.Buffer
+	if err := page.Execute(&buf, data); err != nil {
+		http.Error(w, "web: the page failed to render", http.StatusInternalServerError)
+		return
+	}
+	hd := w.Header()
+	securityHeaders(hd)
+	hd.Set("Content-Type", "text/html; charset=utf-8")
+	hd.Set("Cache-Control", "no-store")
+	_, _ = w.Write(buf.Bytes())
+}
+
+func (h *handler) asset(w http.ResponseWriter, r *http.Request) {
+	a, ok := staticAssets[r.PathValue("name")]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	hd := w.Header()
+	securityHeaders(hd)
+	hd.Set("Content-Type", a.contentType)
+	hd.Set("ETag", a.etag)
+	hd.Set("Cache-Control", "no-cache")
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(a.body))
+}
+
+// wantsJSON reports whether a sign-in or sign-out request came from a script that
+// wants JSON answers rather than a redirect.
+func wantsJSON(r *http.Request) bool {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return ct == "application/json" || strings.Contains(r.Header.Get("Accept"), "application/json")
+}
+
+func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
+	if !CheckOrigin(r, h.cfg.AllowedOrigins) {
+		h.cfg.onError(w, r, ErrCrossOrigin)
+		return
+	}
+	token, err := readToken(w, r)
+	if err == nil {
+		if _, verr := h.verify(token); verr != nil {
+			err = ErrBadToken
+		}
+	}
+	if err != nil {
+		if wantsJSON(r) {
+			h.cfg.onError(w, r, err)
+			return
+		}
+		reason := "invalid"
+		if errors.Is(err, ErrNoToken) {
+			reason = "missing"
+		}
+		http.Redirect(w, r, PagePath+"?signin="+reason, http.StatusSeeOther)
+		return
+	}
+	http.SetCookie(w, h.cookie(r, token, 0))
+	w.Header().Set("Cache-Control", "no-store")
+	if wantsJSON(r) {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	http.Redirect(w, r, PagePath, http.StatusSeeOther)
+}
+
+// readToken reads the token of a sign-in request: a JSON body {"token": "..."} or
+// the form field "token". Surrounding space and a "Bearer " prefix are dropped.
+func readToken(w http.ResponseWriter, r *http.Request) (string, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxTokenBody)
+	var token string
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "application/json" {
+		var body struct {
+			Token string `json:"token"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+			return "", ErrBadRequest
+		}
+		token = body.Token
+	} else {
+		if err := r.ParseForm(); err != nil {
+			return "", ErrBadRequest
+		}
+		token = r.PostForm.Get("token")
+	}
+	token = strings.TrimSpace(token)
+	if len(token) > 7 && strings.EqualFold(token[:7], "bearer ") {
+		token = strings.TrimSpace(token[7:])
+	}
+	if token == "" {
+		return "", ErrNoToken
+	}
+	return token, nil
+}
+
+func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
+	if !CheckOrigin(r, h.cfg.AllowedOrigins) {
+		h.cfg.onError(w, r, ErrCrossOrigin)
+		return
+	}
+	http.SetCookie(w, h.cookie(r, "", -1))
+	w.Header().Set("Cache-Control", "no-store")
+	if wantsJSON(r) {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	http.Redirect(w, r, PagePath+"?signin=out", http.StatusSeeOther)
+}
+
+// cookie returns the session cookie holding value; maxAge -1 deletes it, 0 makes
+// it last as long as the browser session (the token's own expiry still applies).
+func (h *handler) cookie(r *http.Request, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name:     CookieName,
+		Value:    value,
+		Path:     "/",
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		Secure:   h.secure(r),
+		SameSite: http.SameSiteStrictMode,
+	}
+}
+
+// secure reports whether r reached the server over TLS, directly or through a
+// trusted proxy.
+func (h *handler) secure(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	if h.cfg.TrustProxy == nil || !h.cfg.TrustProxy(r) {
+		return false
+	}
+	// A chain of proxies lists protocols left to right; the first is the client's.
+	proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
+	return strings.EqualFold(strings.TrimSpace(proto), "https")
+}

@@ -1,0 +1,459 @@
+package web
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// verifyFake accepts "tok-<user>" tokens and rejects everything else.
+func verifyFake(token string) (string, error) {
+	user, ok := strings.CutPrefix(token, "tok-")
+	if !ok || user == "" {
+		return "", errors.New("session: invalid or expired token")
+	}
+	return user, nil
+}
+
+const host = "rr.example"
+
+func newRequest(method, target, body, contentType string) *http.Request {
+	r := httptest.NewRequest(method, "http://"+host+target, strings.NewReader(body))
+	if contentType != "" {
+		r.Header.Set("Content-Type", contentType)
+	}
+	if method == http.MethodPost {
+		r.Header.Set("Origin", "http://"+host)
+	}
+	return r
+}
+
+func serve(h http.Handler, r *http.Request) *http.Response {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w.Result()
+}
+
+func sessionCookie(t *testing.T, res *http.Response) *http.Cookie {
+	t.Helper()
+	for _, c := range res.Cookies() {
+		if c.Name == CookieName {
+			return c
+		}
+	}
+	t.Fatalf("no %s cookie in %q", CookieName, res.Header.Values("Set-Cookie"))
+	return nil
+}
+
+func TestSignInSetsCookie(t *testing.T) {
+	t.Parallel()
+	trustAll := func(*http.Request) bool { return true }
+	tests := []struct {
+		name        string
+		cfg         Config
+		body, ctype string
+		setup       func(r *http.Request)
+		wantStatus  int
+		wantSecure  bool
+		wantToken   string
+	}{
+		{name: "form", body: "token=tok-alice", ctype: "application/x-www-form-urlencoded",
+			wantStatus: http.StatusSeeOther, wantToken: "tok-alice"},
+		{name: "json", body: `{"token":"tok-bob"}`, ctype: "application/json",
+			wantStatus: http.StatusNoContent, wantToken: "tok-bob"},
+		{name: "bearer prefix and spaces dropped", body: `{"token":"  Bearer tok-carol \n"}`, ctype: "application/json",
+			wantStatus: http.StatusNoContent, wantToken: "tok-carol"},
+		{name: "tls", body: "token=tok-alice", ctype: "application/x-www-form-urlencoded",
+			setup: func(r *http.Request) {
+				r.TLS = &tls.ConnectionState{}
+				r.Header.Set("Origin", "https://"+host)
+			},
+			wantStatus: http.StatusSeeOther, wantSecure: true, wantToken: "tok-alice"},
+		{name: "forwarded https from trusted proxy", cfg: Config{TrustProxy: trustAll},
+			body: "token=tok-alice", ctype: "application/x-www-form-urlencoded",
+			setup:      func(r *http.Request) { r.Header.Set("X-Forwarded-Proto", "https, http") },
+			wantStatus: http.StatusSeeOther, wantSecure: true, wantToken: "tok-alice"},
+		{name: "forwarded https from untrusted client", body: "token=tok-alice", ctype: "application/x-www-form-urlencoded",
+			setup:      func(r *http.Request) { r.Header.Set("X-Forwarded-Proto", "https") },
+			wantStatus: http.StatusSeeOther, wantSecure: false, wantToken: "tok-alice"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRequest(http.MethodPost, SessionPath, tc.body, tc.ctype)
+			if tc.setup != nil {
+				tc.setup(r)
+			}
+			res := serve(Handler(verifyFake, tc.cfg), r)
+			if res.StatusCode != tc.wantStatus {
+				t.Fatalf("status = %d, want %d", res.StatusCode, tc.wantStatus)
+			}
+			if tc.wantStatus == http.StatusSeeOther && res.Header.Get("Location") != PagePath {
+				t.Errorf("Location = %q, want %q", res.Header.Get("Location"), PagePath)
+			}
+			c := sessionCookie(t, res)
+			if c.Value != tc.wantToken {
+				t.Errorf("cookie value = %q, want %q", c.Value, tc.wantToken)
+			}
+			if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" {
+				t.Errorf("cookie flags: HttpOnly=%v SameSite=%v Path=%q, want true Strict /", c.HttpOnly, c.SameSite, c.Path)
+			}
+			if c.Secure != tc.wantSecure {
+				t.Errorf("cookie Secure = %v, want %v", c.Secure, tc.wantSecure)
+			}
+			if c.MaxAge != 0 || !c.Expires.IsZero() {
+				t.Errorf("cookie MaxAge=%d Expires=%v, want a browser-session cookie", c.MaxAge, c.Expires)
+			}
+		})
+	}
+}
+
+func TestSignInRefused(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		body, ctype  string
+		origin       string
+		wantStatus   int
+		wantLocation string
+		wantDetail   string
+	}{
+		{name: "bad token, form", body: "token=forged", ctype: "application/x-www-form-urlencoded",
+			wantStatus: http.StatusSeeOther, wantLocation: PagePath + "?signin=invalid"},
+		{name: "empty token, form", body: "token=+", ctype: "application/x-www-form-urlencoded",
+			wantStatus: http.StatusSeeOther, wantLocation: PagePath + "?signin=missing"},
+		{name: "bad token, json", body: `{"token":"forged"}`, ctype: "application/json",
+			wantStatus: http.StatusUnauthorized, wantDetail: "Invalid or expired dashboard token"},
+		{name: "no token, json", body: `{}`, ctype: "application/json",
+			wantStatus: http.StatusBadRequest, wantDetail: "Missing dashboard token"},
+		{name: "broken json", body: `{"token":`, ctype: "application/json",
+			wantStatus: http.StatusBadRequest, wantDetail: "Malformed sign-in request"},
+		{name: "oversized body", body: `{"token":"tok-` + strings.Repeat("a", maxTokenBody) + `"}`, ctype: "application/json",
+			wantStatus: http.StatusBadRequest, wantDetail: "Malformed sign-in request"},
+		{name: "cross-site good token", body: "token=tok-alice", ctype: "application/x-www-form-urlencoded",
+			origin: "https://evil.example", wantStatus: http.StatusForbidden, wantDetail: "Cross-site request refused"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRequest(http.MethodPost, SessionPath, tc.body, tc.ctype)
+			if tc.origin != "" {
+				r.Header.Set("Origin", tc.origin)
+			}
+			res := serve(Handler(verifyFake, Config{}), r)
+			if res.StatusCode != tc.wantStatus {
+				t.Fatalf("status = %d, want %d", res.StatusCode, tc.wantStatus)
+			}
+			for _, c := range res.Cookies() {
+				if c.Name == CookieName && c.Value != "" {
+					t.Errorf("a refused sign-in set the cookie to %q", c.Value)
+				}
+			}
+			if tc.wantLocation != "" && res.Header.Get("Location") != tc.wantLocation {
+				t.Errorf("Location = %q, want %q", res.Header.Get("Location"), tc.wantLocation)
+			}
+			if tc.wantDetail != "" {
+				if ct := res.Header.Get("Content-Type"); ct != "application/problem+json" {
+					t.Errorf("Content-Type = %q, want application/problem+json", ct)
+				}
+				var p struct {
+					Status int
+					Detail string
+				}
+				if err := json.NewDecoder(res.Body).Decode(&p); err != nil {
+					t.Fatal(err)
+				}
+				if p.Detail != tc.wantDetail || p.Status != tc.wantStatus {
+					t.Errorf("problem = %+v, want status %d detail %q", p, tc.wantStatus, tc.wantDetail)
+				}
+			}
+		})
+	}
+}
+
+func TestOnErrorReplacesWriter(t *testing.T) {
+	t.Parallel()
+	var got error
+	cfg := Config{OnError: func(w http.ResponseWriter, r *http.Request, err error) {
+		got = err
+		w.WriteHeader(http.StatusTeapot)
+	}}
+	r := newRequest(http.MethodPost, SessionPath, `{"token":"forged"}`, "application/json")
+	res := serve(Handler(verifyFake, cfg), r)
+	if res.StatusCode != http.StatusTeapot || !errors.Is(got, ErrBadToken) {
+		t.Errorf("status %d, err %v; want 418 and ErrBadToken", res.StatusCode, got)
+	}
+}
+
+func TestLogoutClearsCookie(t *testing.T) {
+	t.Parallel()
+	for _, ctype := range []string{"application/x-www-form-urlencoded", "application/json"} {
+		r := newRequest(http.MethodPost, LogoutPath, "", ctype)
+		r.AddCookie(&http.Cookie{Name: CookieName, Value: "tok-alice"})
+		res := serve(Handler(verifyFake, Config{}), r)
+		want := http.StatusSeeOther
+		if ctype == "application/json" {
+			want = http.StatusNoContent
+		}
+		if res.StatusCode != want {
+			t.Fatalf("%s: status = %d, want %d", ctype, res.StatusCode, want)
+		}
+		c := sessionCookie(t, res)
+		if c.Value != "" || c.MaxAge >= 0 || !c.HttpOnly || c.Path != "/" {
+			t.Errorf("%s: logout cookie = %+v, want an empty value with Max-Age=0 on Path=/", ctype, c)
+		}
+	}
+
+	r := newRequest(http.MethodPost, LogoutPath, "", "")
+	r.Header.Set("Origin", "https://evil.example")
+	res := serve(Handler(verifyFake, Config{}), r)
+	if res.StatusCode != http.StatusForbidden || len(res.Cookies()) != 0 {
+		t.Errorf("cross-site logout: status %d, cookies %v; want 403 and none", res.StatusCode, res.Cookies())
+	}
+}
+
+func TestPage(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		cookie      string
+		query       string
+		want        []string
+		notWant     []string
+		wantCleared bool
+	}{
+		{name: "signed out", want: []string{`data-signed-in="false"`, `id="signin-form"`, `action="/account/session"`},
+			notWant: []string{`id="key-list"`, "Signed in as"}},
+		{name: "signed in", cookie: "tok-alice", want: []string{`data-signed-in="true"`, `<strong id="user-id">alice</strong>`, `id="key-list"`, `id="signin" class="card signin" aria-labelledby="signin-title" hidden`}},
+		{name: "user id is escaped", cookie: "tok-<b>x</b>", want: []string{"&lt;b&gt;x&lt;/b&gt;"}, notWant: []string{"<b>x</b>"}},
+		{name: "expired cookie", cookie: "expired", want: []string{messages["expired"], `data-signed-in="false"`}, wantCleared: true},
+		{name: "failed sign-in message", query: "?signin=invalid", want: []string{"That token is not valid or has expired."}},
+		{name: "unknown message key is not reflected", query: "?signin=%3Cscript%3E", notWant: []string{"<script>", "&lt;script"}},
+		{name: "secret dialog text", want: []string{"Treat this like a password. It will not be shown again.", `role="dialog" aria-modal="true"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRequest(http.MethodGet, PagePath+tc.query, "", "")
+			if tc.cookie != "" {
+				r.Header.Set("Cookie", CookieName+"="+tc.cookie)
+			}
+			res := serve(Handler(verifyFake, Config{}), r)
+			body, _ := io.ReadAll(res.Body)
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("status = %d", res.StatusCode)
+			}
+			for _, h := range []string{"Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy"} {
+				if res.Header.Get(h) == "" {
+					t.Errorf("missing header %s", h)
+				}
+			}
+			if csp := res.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self';") || strings.Contains(csp, "unsafe-inline") {
+				t.Errorf("CSP = %q, want script-src 'self' and no unsafe-inline", csp)
+			}
+			if res.Header.Get("Cache-Control") != "no-store" {
+				t.Errorf("Cache-Control = %q, want no-store", res.Header.Get("Cache-Control"))
+			}
+			for _, s := range tc.want {
+				if !strings.Contains(string(body), s) {
+					t.Errorf("page lacks %q", s)
+				}
+			}
+			for _, s := range tc.notWant {
+				if strings.Contains(string(body), s) {
+					t.Errorf("page contains %q", s)
+				}
+			}
+			cleared := false
+			for _, c := range res.Cookies() {
+				cleared = cleared || (c.Name == CookieName && c.MaxAge < 0)
+			}
+			if cleared != tc.wantCleared {
+				t.Errorf("cookie cleared = %v, want %v", cleared, tc.wantCleared)
+			}
+		})
+	}
+}
+
+// TestPageHasNoInlineScript keeps the page within its CSP: no inline scripts,
+// handlers or style attributes, and no external resources.
+func TestPageHasNoInlineScript(t *testing.T) {
+	t.Parallel()
+	for _, cookie := range []string{"", "tok-alice"} {
+		r := newRequest(http.MethodGet, PagePath, "", "")
+		if cookie != "" {
+			r.AddCookie(&http.Cookie{Name: CookieName, Value: cookie})
+		}
+		body, _ := io.ReadAll(serve(Handler(verifyFake, Config{}), r).Body)
+		page := string(body)
+		if n := strings.Count(page, "<script"); n != 1 || !strings.Contains(page, `<script src="/account/assets/app.js?v=`) {
+			t.Errorf("want exactly one external script tag, page has %d <script", n)
+		}
+		for _, bad := range []string{" onclick=", " onload=", " onsubmit=", " style=", "http://", "https://", "//cdn"} {
+			if strings.Contains(page, bad) {
+				t.Errorf("page contains %q", bad)
+			}
+		}
+	}
+}
+
+func TestAssets(t *testing.T) {
+	t.Parallel()
+	h := Handler(verifyFake, Config{})
+	for name, ctype := range map[string]string{"app.js": "text/javascript", "app.css": "text/css"} {
+		res := serve(h, newRequest(http.MethodGet, AssetsPath+name, "", ""))
+		body, _ := io.ReadAll(res.Body)
+		if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), ctype) || len(body) < 100 {
+			t.Errorf("%s: status %d, type %q, %d bytes", name, res.StatusCode, res.Header.Get("Content-Type"), len(body))
+		}
+		r := newRequest(http.MethodGet, AssetsPath+name, "", "")
+		r.Header.Set("If-None-Match", res.Header.Get("ETag"))
+		if res := serve(h, r); res.StatusCode != http.StatusNotModified {
+			t.Errorf("%s with its ETag: status %d, want 304", name, res.StatusCode)
+		}
+	}
+	for _, p := range []string{AssetsPath + "page.html", AssetsPath + "nope.js", AssetsPath + "..%2fweb.go"} {
+		if res := serve(h, newRequest(http.MethodGet, p, "", "")); res.StatusCode != http.StatusNotFound {
+			t.Errorf("%s: status %d, want 404", p, res.StatusCode)
+		}
+	}
+}
+
+// TestScriptKeepsNoSecret guards the page's promise: the script never touches Web
+// Storage or cookies, and never writes HTML from strings.
+func TestScriptKeepsNoSecret(t *testing.T) {
+	t.Parallel()
+	js, err := assets.ReadFile("assets/app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"localStorage", "sessionStorage", "document.cookie", "innerHTML", "outerHTML", "insertAdjacentHTML", "console.log", "eval("} {
+		if strings.Contains(string(js), bad) {
+			t.Errorf("app.js uses %s", bad)
+		}
+	}
+}
+
+func TestToken(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, auth, cookie string
+		want               string
+		wantCookie         bool
+	}{
+		{name: "none"},
+		{name: "bearer", auth: "Bearer abc", want: "abc"},
+		{name: "bearer wins over cookie", auth: "bearer abc", cookie: "def", want: "abc"},
+		{name: "cookie", cookie: "def", want: "def", wantCookie: true},
+		{name: "basic auth is not a token", auth: "Basic Zm9v", cookie: "def", want: "def", wantCookie: true},
+		{name: "empty bearer falls back", auth: "Bearer  ", cookie: "def", want: "def", wantCookie: true},
+	}
+	for _, tc := range tests {
+		r := httptest.NewRequest(http.MethodGet, "/keys", nil)
+		if tc.auth != "" {
+			r.Header.Set("Authorization", tc.auth)
+		}
+		if tc.cookie != "" {
+			r.AddCookie(&http.Cookie{Name: CookieName, Value: tc.cookie})
+		}
+		got, fromCookie := Token(r)
+		if got != tc.want || fromCookie != tc.wantCookie {
+			t.Errorf("%s: Token = %q, %v; want %q, %v", tc.name, got, fromCookie, tc.want, tc.wantCookie)
+		}
+	}
+}
+
+func TestCheckOrigin(t *testing.T) {
+	t.Parallel()
+	allowed := []string{"https://app.example.com/", " http://localhost:3000 "}
+	tests := []struct {
+		name            string
+		host            string
+		tls             bool
+		origin, referer string
+		want            bool
+	}{
+		{name: "same origin", host: "rr.example:8501", origin: "http://rr.example:8501", want: true},
+		{name: "same origin, case and default port", host: "RR.example", origin: "HTTP://rr.EXAMPLE:80", want: true},
+		{name: "same origin over tls", host: "rr.example", tls: true, origin: "https://rr.example", want: true},
+		{name: "https origin behind a tls proxy", host: "rr.example", origin: "https://rr.example", want: true},
+		{name: "http origin on a tls connection", host: "rr.example", tls: true, origin: "http://rr.example", want: false},
+		{name: "other port", host: "rr.example:8501", origin: "http://rr.example:8502", want: false},
+		{name: "other host", host: "rr.example", origin: "https://evil.example", want: false},
+		{name: "suffix trick", host: "rr.example", origin: "http://rr.example.evil.example", want: false},
+		{name: "allowed origin", host: "rr.example", origin: "https://app.example.com", want: true},
+		{name: "allowed origin, other scheme", host: "rr.example", origin: "http://app.example.com", want: false},
+		{name: "allowed with port", host: "rr.example", origin: "http://localhost:3000", want: true},
+		{name: "null origin", host: "rr.example", origin: "null", want: false},
+		{name: "no origin, same-origin referer", host: "rr.example", referer: "http://rr.example/account/api-keys", want: true},
+		{name: "no origin, foreign referer", host: "rr.example", referer: "https://evil.example/rr.example", want: false},
+		{name: "origin wins over referer", host: "rr.example", origin: "https://evil.example", referer: "http://rr.example/", want: false},
+		{name: "neither header", host: "rr.example", want: false},
+		{name: "not http", host: "rr.example", origin: "file://rr.example", want: false},
+		{name: "userinfo", host: "rr.example", referer: "http://rr.example@evil.example/", want: false},
+		{name: "garbage", host: "rr.example", origin: "http://[::1", want: false},
+		{name: "ipv6 loopback", host: "[::1]:8501", origin: "http://[::1]:8501", want: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := httptest.NewRequest(http.MethodPost, "/keys/rotate", nil)
+			r.Host = tc.host
+			if tc.tls {
+				r.TLS = &tls.ConnectionState{}
+			}
+			if tc.origin != "" {
+				r.Header.Set("Origin", tc.origin)
+			}
+			if tc.referer != "" {
+				r.Header.Set("Referer", tc.referer)
+			}
+			if got := CheckOrigin(r, allowed); got != tc.want {
+				t.Errorf("CheckOrigin = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRequireOrigin(t *testing.T) {
+	t.Parallel()
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	h := RequireOrigin(Config{AllowedOrigins: []string{"https://app.example.com"}})(next)
+	tests := []struct {
+		name, method, auth, cookie, origin string
+		want                               int
+	}{
+		{name: "cookie POST same origin", method: "POST", cookie: "t", origin: "http://" + host, want: 200},
+		{name: "cookie POST allowed origin", method: "POST", cookie: "t", origin: "https://app.example.com", want: 200},
+		{name: "cookie POST cross-site", method: "POST", cookie: "t", origin: "https://evil.example", want: 403},
+		{name: "cookie POST without origin", method: "POST", cookie: "t", want: 403},
+		{name: "cookie DELETE cross-site", method: "DELETE", cookie: "t", origin: "https://evil.example", want: 403},
+		{name: "cookie GET cross-site", method: "GET", cookie: "t", origin: "https://evil.example", want: 200},
+		{name: "bearer POST cross-site", method: "POST", auth: "Bearer t", cookie: "t", origin: "https://evil.example", want: 200},
+		{name: "anonymous POST", method: "POST", origin: "https://evil.example", want: 200},
+	}
+	for _, tc := range tests {
+		r := httptest.NewRequest(tc.method, "http://"+host+"/keys/rotate", nil)
+		if tc.auth != "" {
+			r.Header.Set("Authorization", tc.auth)
+		}
+		if tc.cookie != "" {
+			r.AddCookie(&http.Cookie{Name: CookieName, Value: tc.cookie})
+		}
+		if tc.origin != "" {
+			r.Header.Set("Origin", tc.origin)
+		}
+		res := serve(h, r)
+		if res.StatusCode != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.name, res.StatusCode, tc.want)
+		}
+		if tc.want == 403 && res.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: Content-Type %q, want problem+json", tc.name, res.Header.Get("Content-Type"))
+		}
+	}
+}
