@@ -1,0 +1,352 @@
+package entitlement
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/releaseradar/tollgate/apikey"
+)
+
+// Outcomes passed to Config.Observe and answered in the webhook's 2xx body.
+const (
+	OutcomeGranted   = "granted"   // a key was issued: a first plan or a plan change
+	OutcomeRevoked   = "revoked"   // the user's keys were revoked and none replaced them
+	OutcomeUnchanged = "unchanged" // recorded; the user's plan stays as it was
+	OutcomeUnbound   = "unbound"   // recorded; applied once checkout binds the customer
+	OutcomeDuplicate = "duplicate" // the event ID was processed before
+	OutcomeIgnored   = "ignored"   // not for us: other type, livemode, Connect, stale
+	OutcomeRejected  = "rejected"  // refused: signature, API version, size, payload
+	OutcomeFailed    = "failed"    // an internal error; Stripe will retry
+	// OutcomeUnknownPrice is observed in addition to the event's outcome when a
+	// subscription names no price of Config.Prices and so grants nothing.
+	OutcomeUnknownPrice = "unknown_price"
+)
+
+// Config holds a Service's optional settings. The zero value of each field is the
+// documented default.
+type Config struct {
+	// Catalog is the plan catalog; nil means DefaultCatalog().
+	Catalog Catalog
+	// Prices maps Stripe price IDs to plan names of Catalog. A subscription none of
+	// whose prices is here grants nothing; the Service logs a warning and observes
+	// OutcomeUnknownPrice.
+	Prices map[string]string
+	// WebhookSecret is the endpoint's signing secret (whsec_…). Empty: the webhook
+	// answers 503.
+	WebhookSecret string
+	// Livemode selects live events (true) or test events (false, the default);
+	// events of the other mode are ignored with a 2xx.
+	Livemode bool
+	// SealKey is the 32-byte AES-256-GCM key that seals webhook-issued keys until
+	// Reveal. Required when WebhookSecret is set and Delivery is nil.
+	SealKey []byte
+	// Subscriptions, if set, re-reads a subscription from Stripe when an event
+	// names it, so decisions use Stripe's current state rather than the event's
+	// copy. nil: work from event payloads.
+	Subscriptions SubscriptionReader
+	// Delivery hands a webhook-issued key to its owner; nil seals it for Reveal.
+	Delivery Delivery
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives operational logs, never a secret; nil means slog.Default().
+	Logger *slog.Logger
+	// Observe, if set, is called once per webhook delivery with the event type
+	// ("unverified" before the signature checks out) and an Outcome… constant.
+	Observe func(eventType, outcome string)
+}
+
+// Delivery hands a key the webhook issued to its owner. Deliver runs inside the
+// transaction that issues the key, as its last step, so it should be quick (or
+// enqueue): an error rolls the change back and the webhook answers 500, and Stripe
+// delivers the event again. tx lets a delivery store what it must atomically with
+// the change. raw must never be logged.
+type Delivery interface {
+	Deliver(ctx context.Context, tx Tx, k apikey.Key, raw string) error
+}
+
+// Service applies Stripe billing events to API keys. It is safe for concurrent use.
+type Service struct {
+	store  Store
+	keys   apikey.Store
+	cat    Catalog
+	prices map[string]string
+	cfg    Config
+	seal   *sealer // nil without a SealKey
+	now    func() time.Time
+	log    *slog.Logger
+}
+
+// New returns a Service on store, which also holds the API keys it issues
+// (store.Keys()). It checks that every price maps to a plan of the catalog that has
+// a monthly call limit and that SealKey is usable.
+func New(store Store, cfg Config) (*Service, error) {
+	if store == nil {
+		return nil, errors.New("entitlement: New needs a Store")
+	}
+	s := &Service{store: store, keys: store.Keys(), cfg: cfg, cat: cfg.Catalog, now: cfg.Now, log: cfg.Logger}
+	if s.cat == nil {
+		s.cat = DefaultCatalog()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.prices = make(map[string]string, len(cfg.Prices))
+	for price, plan := range cfg.Prices {
+		if p, ok := s.cat[plan]; !ok || p.MonthlyCallLimit <= 0 {
+			return nil, fmt.Errorf("entitlement: price %q maps to %q, which is not a paid plan of the catalog", price, plan)
+		}
+		s.prices[price] = plan
+	}
+	if len(cfg.SealKey) > 0 || (cfg.WebhookSecret != "" && cfg.Delivery == nil) {
+		seal, err := newSealer(cfg.SealKey)
+		if err != nil {
+			return nil, err
+		}
+		s.seal = seal
+	}
+	return s, nil
+}
+
+func (s *Service) observe(eventType, outcome string) {
+	if s.cfg.Observe != nil {
+		s.cfg.Observe(eventType, outcome)
+	}
+}
+
+// update runs fn in a store transaction. It tries again, up to three times, when a
+// key issued under the store's lock met an active key created concurrently outside
+// it (a user's own rotation); fn must therefore be safe to run again.
+func (s *Service) update(ctx context.Context, fn func(Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := s.store.Update(ctx, fn)
+		if err == nil || !errors.Is(err, apikey.ErrActiveExists) || attempt == 3 {
+			return err
+		}
+	}
+}
+
+// Grant does what a paid checkout does, by hand: it revokes the user's active keys
+// and issues one key on plan with limit monthly calls (0: the plan's limit). It
+// returns the raw key, which is not kept anywhere; the caller shows it once.
+// ErrUnknownPlan if the catalog has no paid plan of that name.
+func (s *Service) Grant(ctx context.Context, userID, plan string, limit int64) (raw string, err error) {
+	if userID == "" {
+		return "", errors.New("entitlement: grant: empty user ID")
+	}
+	p, ok := s.cat[plan]
+	if !ok || p.MonthlyCallLimit <= 0 {
+		return "", fmt.Errorf("%w %q", ErrUnknownPlan, plan)
+	}
+	if limit < 0 {
+		return "", errors.New("entitlement: grant: negative limit")
+	}
+	if limit == 0 {
+		limit = p.MonthlyCallLimit
+	}
+	err = s.update(ctx, func(tx Tx) error {
+		now := s.now()
+		var k apikey.Key
+		raw, k, err = s.issue(ctx, tx, userID, plan, limit, "admin grant", now)
+		if err != nil {
+			return err
+		}
+		return tx.PutEntitlement(ctx, Entitlement{UserID: userID, Plan: plan, KeyID: k.ID, Source: SourceAdmin, UpdatedAt: now})
+	})
+	if err != nil {
+		return "", fmt.Errorf("entitlement: grant: %w", err)
+	}
+	return raw, nil
+}
+
+// Revoke revokes every active key of the user and destroys a key waiting to be
+// revealed; it returns how many keys it revoked. The applied plan stays recorded,
+// so renewals and duplicates do not bring a key back; the next real change of the
+// user's billing (an upgrade, a recovered payment, a new subscription) does.
+func (s *Service) Revoke(ctx context.Context, userID string) (int, error) {
+	var n int
+	err := s.update(ctx, func(tx Tx) error {
+		var err error
+		if n, err = tx.Keys().RevokeUser(ctx, userID, "admin revoke", s.now()); err != nil {
+			return err
+		}
+		if _, err := tx.TakeSealed(ctx, userID); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("entitlement: revoke: %w", err)
+	}
+	return n, nil
+}
+
+// Reveal returns the key the webhook issued to the user and destroys its sealed
+// copy, so it is returned exactly once, also to concurrent callers.
+// ErrNothingToReveal when no key waits, or when the waiting key is no longer
+// active (the user rotated it meanwhile).
+func (s *Service) Reveal(ctx context.Context, userID string) (raw string, err error) {
+	if s.seal == nil {
+		return "", ErrNothingToReveal
+	}
+	err = s.update(ctx, func(tx Tx) error {
+		raw = ""
+		sk, err := tx.TakeSealed(ctx, userID)
+		if err != nil {
+			return err
+		}
+		k, err := tx.Keys().ByID(ctx, sk.KeyID)
+		if errors.Is(err, apikey.ErrNotFound) || (err == nil && !k.Active()) {
+			return nil // destroyed, and nothing to show
+		}
+		if err != nil {
+			return err
+		}
+		raw, err = s.seal.open(userID, sk.KeyID, sk.Sealed)
+		return err
+	})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return "", ErrNothingToReveal
+	case err != nil:
+		return "", fmt.Errorf("entitlement: reveal: %w", err)
+	case raw == "":
+		return "", ErrNothingToReveal
+	}
+	return raw, nil
+}
+
+// Pending reports whether a key waits for the user's Reveal.
+func (s *Service) Pending(ctx context.Context, userID string) (bool, error) {
+	ok, err := s.store.HasSealed(ctx, userID)
+	if err != nil {
+		return false, fmt.Errorf("entitlement: pending: %w", err)
+	}
+	return ok, nil
+}
+
+// PruneEvents forgets processed event IDs older than maxAge. Stripe retries an
+// event for up to three days, so keep maxAge well above that (30 days, say).
+func (s *Service) PruneEvents(ctx context.Context, maxAge time.Duration) (int64, error) {
+	n, err := s.store.PruneEvents(ctx, s.now().Add(-maxAge))
+	if err != nil {
+		return 0, fmt.Errorf("entitlement: prune: %w", err)
+	}
+	return n, nil
+}
+
+// issue revokes the user's active keys, discards a key still waiting to be
+// revealed and creates a new active key.
+func (s *Service) issue(ctx context.Context, tx Tx, userID, plan string, limit int64, reason string, now time.Time) (string, apikey.Key, error) {
+	if _, err := tx.Keys().RevokeUser(ctx, userID, reason, now); err != nil {
+		return "", apikey.Key{}, err
+	}
+	if _, err := tx.TakeSealed(ctx, userID); err != nil && !errors.Is(err, ErrNotFound) {
+		return "", apikey.Key{}, err
+	}
+	raw, k, err := apikey.New(userID, plan, limit, now)
+	if err != nil {
+		return "", apikey.Key{}, err
+	}
+	if err := tx.Keys().Create(ctx, &k); err != nil {
+		return "", apikey.Key{}, err
+	}
+	return raw, k, nil
+}
+
+// deliver hands a webhook-issued key to its owner: Config.Delivery, or sealed for
+// Reveal.
+func (s *Service) deliver(ctx context.Context, tx Tx, k apikey.Key, raw string) error {
+	if s.cfg.Delivery != nil {
+		return s.cfg.Delivery.Deliver(ctx, tx, k, raw)
+	}
+	sealed, err := s.seal.seal(k.UserID, k.ID, raw)
+	if err != nil {
+		return err
+	}
+	return tx.PutSealed(ctx, SealedKey{UserID: k.UserID, KeyID: k.ID, Sealed: sealed, CreatedAt: k.CreatedAt})
+}
+
+// planOf returns the highest-ranked plan the subscription's prices map to, or "".
+func (s *Service) planOf(sub Subscription) string {
+	best := ""
+	for _, price := range sub.PriceIDs {
+		if plan, ok := s.prices[price]; ok && (best == "" || s.cat.Rank(plan) > s.cat.Rank(best)) {
+			best = plan
+		}
+	}
+	return best
+}
+
+// desiredPlan is the highest-ranked plan any granting subscription of the user's
+// customers calls for, or "".
+func (s *Service) desiredPlan(ctx context.Context, tx Tx, userID string) (string, error) {
+	customers, err := tx.CustomersOf(ctx, userID)
+	if err != nil {
+		return "", err
+	}
+	best := ""
+	for _, c := range customers {
+		subs, err := tx.SubscriptionsOf(ctx, c.ID)
+		if err != nil {
+			return "", err
+		}
+		for _, sub := range subs {
+			if !sub.Grants() {
+				continue
+			}
+			if plan := s.planOf(sub); plan != "" && (best == "" || s.cat.Rank(plan) > s.cat.Rank(best)) {
+				best = plan
+			}
+		}
+	}
+	return best, nil
+}
+
+// reconcile gives the user the plan their subscriptions call for, if that differs
+// from the plan last applied: it revokes their keys and, for a paid plan, issues a
+// new key with the plan's limit and delivers it. An operator's grant is not taken
+// away by the absence of a subscription, only replaced by a paid plan.
+func (s *Service) reconcile(ctx context.Context, tx Tx, userID string, now time.Time) (string, error) {
+	want, err := s.desiredPlan(ctx, tx, userID)
+	if err != nil {
+		return "", err
+	}
+	have, err := tx.Entitlement(ctx, userID)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return "", err
+	}
+	if want == have.Plan || (want == "" && have.Source == SourceAdmin) {
+		return OutcomeUnchanged, nil
+	}
+	ent := Entitlement{UserID: userID, Plan: want, Source: SourceStripe, UpdatedAt: now}
+	outcome := OutcomeGranted
+	if want == "" {
+		if _, err := tx.Keys().RevokeUser(ctx, userID, "billing: no paid plan", now); err != nil {
+			return "", err
+		}
+		if _, err := tx.TakeSealed(ctx, userID); err != nil && !errors.Is(err, ErrNotFound) {
+			return "", err
+		}
+		outcome = OutcomeRevoked
+	} else {
+		raw, k, err := s.issue(ctx, tx, userID, want, s.cat[want].MonthlyCallLimit, "billing: plan changed to "+want, now)
+		if err != nil {
+			return "", err
+		}
+		if err := s.deliver(ctx, tx, k, raw); err != nil {
+			return "", err
+		}
+		ent.KeyID = k.ID
+	}
+	if err := tx.PutEntitlement(ctx, ent); err != nil {
+		return "", err
+	}
+	s.log.InfoContext(ctx, "entitlement applied", "user", userID, "from", have.Plan, "to", want, "outcome", outcome)
+	return outcome, nil
+}

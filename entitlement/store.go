@@ -1,0 +1,157 @@
+package entitlement
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/releaseradar/tollgate/apikey"
+)
+
+// Sentinel errors, matched with errors.Is. Stores wrap backend errors with %w.
+var (
+	// ErrNotFound: the store holds no record under that ID.
+	ErrNotFound = errors.New("entitlement: not found")
+	// ErrNothingToReveal: no issued key waits for the user (never issued, already
+	// revealed, or replaced since).
+	ErrNothingToReveal = errors.New("entitlement: no key waits to be revealed")
+	// ErrUnknownPlan: Grant named a plan the catalog lacks or one that has no
+	// monthly call limit (public).
+	ErrUnknownPlan = errors.New("entitlement: unknown plan")
+)
+
+// Customer binds a Stripe customer to a user of ours.
+type Customer struct {
+	ID      string // Stripe customer ID, cus_…
+	UserID  string
+	BoundAt time.Time
+}
+
+// Subscription is what the store knows of a Stripe subscription: enough to work out
+// the plan it grants. A subscription known only from invoices has an empty Status.
+type Subscription struct {
+	ID         string // Stripe subscription ID, sub_…
+	CustomerID string
+	// Status is Stripe's status (active, trialing, past_due, …) as last seen.
+	Status string
+	// PriceIDs are the prices of the subscription's items.
+	PriceIDs []string
+	// Deleted is set by customer.subscription.deleted; later events are ignored.
+	Deleted bool
+	// StateAt is when Stripe created the event (or when we read the subscription)
+	// that set Status and PriceIDs; older snapshots are ignored.
+	StateAt time.Time
+	// FailedInvoice is an invoice whose payment failed and that has not been paid
+	// since; while set the subscription grants nothing. FailedInvoiceAt is the
+	// invoice's creation time and FailedAt the failure event's time.
+	FailedInvoice   string
+	FailedInvoiceAt time.Time
+	FailedAt        time.Time
+	// PaidInvoice is the newest paid invoice and PaidInvoiceAt its creation time: a
+	// late failure of it, or of an older invoice, changes nothing.
+	PaidInvoice   string
+	PaidInvoiceAt time.Time
+	UpdatedAt     time.Time
+}
+
+// Grant sources: who applied an Entitlement.
+const (
+	SourceStripe = "stripe"
+	SourceAdmin  = "admin"
+)
+
+// Entitlement is the plan last applied to a user, and the key issued for it.
+type Entitlement struct {
+	UserID string
+	// Plan is empty when the user's keys were revoked and none replaced them.
+	Plan      string
+	KeyID     string
+	Source    string // SourceStripe or SourceAdmin
+	UpdatedAt time.Time
+}
+
+// Event is a processed Stripe event.
+type Event struct {
+	ID         string // evt_…
+	Type       string
+	Created    time.Time // Stripe's creation time
+	ReceivedAt time.Time
+}
+
+// SealedKey is a raw key issued by the webhook, encrypted (AES-256-GCM) until its
+// owner reveals it. Sealed is the nonce followed by the ciphertext.
+type SealedKey struct {
+	UserID    string
+	KeyID     string
+	Sealed    []byte
+	CreatedAt time.Time
+}
+
+// Store keeps the entitlement state: customer bindings, subscriptions, applied
+// entitlements, processed event IDs and sealed keys. Implementations are safe for
+// concurrent use. Every method takes the context first. Times come back in UTC at
+// microsecond precision.
+type Store interface {
+	// Update runs fn in one transaction, serialized against every other Update on
+	// the same data (also from other processes, for SQL stores), and commits it when
+	// fn returns nil. When fn returns an error the transaction's writes are
+	// discarded and Update returns that error. The Tx is valid only inside fn.
+	Update(ctx context.Context, fn func(tx Tx) error) error
+
+	// Keys returns the API key store the store's transactions write to (Tx.Keys),
+	// for reads outside a transaction.
+	Keys() apikey.Store
+
+	// HasSealed reports whether a sealed key waits for the user.
+	HasSealed(ctx context.Context, userID string) (bool, error)
+
+	// PruneEvents forgets processed events received before before and returns how
+	// many it forgot.
+	PruneEvents(ctx context.Context, before time.Time) (int64, error)
+}
+
+// Tx is a store transaction; see Store.Update.
+type Tx interface {
+	// Keys returns the API key store bound to this transaction: its writes commit
+	// with the transaction's, and SQL stores also roll them back with it (an
+	// in-memory store cannot undo a key write, so callers make key writes last).
+	Keys() apikey.Store
+
+	// MarkProcessed records e.ID and reports whether this is its first record.
+	// false means the event was processed before (or concurrently, by a
+	// transaction that committed first).
+	MarkProcessed(ctx context.Context, e Event) (first bool, err error)
+
+	// BindCustomer binds c.ID to c.UserID unless the customer is bound already, and
+	// returns the binding in effect: c, or the existing one.
+	BindCustomer(ctx context.Context, c Customer) (Customer, error)
+
+	// Customer returns the customer's binding, or ErrNotFound.
+	Customer(ctx context.Context, customerID string) (Customer, error)
+
+	// CustomersOf returns the customers bound to the user, by ID; none is an empty
+	// slice and no error.
+	CustomersOf(ctx context.Context, userID string) ([]Customer, error)
+
+	// Subscription returns the subscription, or ErrNotFound.
+	Subscription(ctx context.Context, id string) (Subscription, error)
+
+	// SubscriptionsOf returns the customer's subscriptions, by ID; none is an empty
+	// slice and no error.
+	SubscriptionsOf(ctx context.Context, customerID string) ([]Subscription, error)
+
+	// PutSubscription stores s, replacing the subscription with its ID.
+	PutSubscription(ctx context.Context, s Subscription) error
+
+	// Entitlement returns the user's applied entitlement, or ErrNotFound.
+	Entitlement(ctx context.Context, userID string) (Entitlement, error)
+
+	// PutEntitlement stores e, replacing the user's previous one.
+	PutEntitlement(ctx context.Context, e Entitlement) error
+
+	// PutSealed stores k, replacing any sealed key of the same user.
+	PutSealed(ctx context.Context, k SealedKey) error
+
+	// TakeSealed deletes the user's sealed key and returns it, or ErrNotFound.
+	TakeSealed(ctx context.Context, userID string) (SealedKey, error)
+}

@@ -1,0 +1,378 @@
+package entitlement
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/releaseradar/tollgate/internal/problem"
+	stripe "github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/webhook"
+)
+
+// MaxWebhookBody is the largest webhook body the Service reads; a larger one is
+// answered 413. Stripe's events are a few kilobytes.
+const MaxWebhookBody = 1 << 20
+
+// Problem details the webhook answers with.
+const (
+	detailMethod      = "Use POST for the billing webhook"
+	detailUnavailable = "Billing webhook is not configured"
+	detailTooLarge    = "Webhook body exceeds 1 MiB"
+	detailUnreadable  = "Could not read the webhook body"
+	detailSignature   = "Invalid Stripe-Signature"
+	detailPayload     = "Malformed Stripe event"
+	detailAPIVersion  = "Unsupported Stripe API version: pin the webhook endpoint to " + stripe.APIVersion
+	detailFailed      = "Webhook processing failed; Stripe will retry"
+)
+
+// unverified is the event type observed for deliveries refused before the event
+// could be trusted.
+const unverified = "unverified"
+
+// Event types the Service acts on.
+const (
+	typeCheckoutCompleted      = "checkout.session.completed"
+	typeCheckoutAsyncSucceeded = "checkout.session.async_payment_succeeded"
+	typeSubscriptionCreated    = "customer.subscription.created"
+	typeSubscriptionUpdated    = "customer.subscription.updated"
+	typeSubscriptionDeleted    = "customer.subscription.deleted"
+	typeInvoicePaid            = "invoice.paid"
+	typeInvoicePaymentFailed   = "invoice.payment_failed"
+)
+
+// ServeHTTP is Stripe's webhook endpoint (POST /billing/webhook). It verifies the
+// Stripe-Signature header against Config.WebhookSecret (300 s tolerance), refuses
+// events of another API version than stripe.APIVersion, ignores other livemodes
+// and Connect events, and applies the event in one transaction with its ID.
+// Refusals are 4xx problem+json bodies and change nothing; a 5xx makes Stripe
+// retry; every event it accepts, acted on or not, is answered 200.
+//
+// It acts on checkout.session.completed and
+// checkout.session.async_payment_succeeded (once paid or no_payment_required:
+// bind the customer to the user in client_reference_id or metadata.user_id),
+// customer.subscription.created, .updated and .deleted, invoice.paid and
+// invoice.payment_failed. Subscription events for a customer not yet bound are
+// kept and applied when the binding arrives.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		problem.Write(w, http.StatusMethodNotAllowed, detailMethod)
+		return
+	}
+	if s.cfg.WebhookSecret == "" {
+		s.observe(unverified, OutcomeRejected)
+		problem.Write(w, http.StatusServiceUnavailable, detailUnavailable)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxWebhookBody))
+	if err != nil {
+		s.observe(unverified, OutcomeRejected)
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			s.log.WarnContext(r.Context(), "stripe webhook refused: body over the limit", "limit_bytes", MaxWebhookBody)
+			problem.Write(w, http.StatusRequestEntityTooLarge, detailTooLarge)
+			return
+		}
+		problem.Write(w, http.StatusBadRequest, detailUnreadable)
+		return
+	}
+	ev, err := webhook.ConstructEventWithOptions(body, r.Header.Get("Stripe-Signature"), s.cfg.WebhookSecret,
+		webhook.ConstructEventOptions{IgnoreAPIVersionMismatch: true}) // checked below, with a clearer log line
+	if err != nil {
+		s.observe(unverified, OutcomeRejected)
+		if isSignatureError(err) {
+			s.log.WarnContext(r.Context(), "stripe webhook refused: bad signature", "reason", err.Error())
+			problem.Write(w, http.StatusBadRequest, detailSignature)
+			return
+		}
+		s.log.WarnContext(r.Context(), "stripe webhook refused: malformed event", "error", err.Error())
+		problem.Write(w, http.StatusBadRequest, detailPayload)
+		return
+	}
+	eventType := string(ev.Type)
+	if ev.APIVersion != stripe.APIVersion {
+		s.observe(eventType, OutcomeRejected)
+		s.log.ErrorContext(r.Context(), "stripe webhook refused: API version mismatch; pin the webhook endpoint's API version "+
+			"to the one this server is built for (create the endpoint with api_version="+stripe.APIVersion+")",
+			"event", ev.ID, "got", ev.APIVersion, "want", stripe.APIVersion)
+		problem.Write(w, http.StatusBadRequest, detailAPIVersion)
+		return
+	}
+	outcome, err := s.dispatch(r.Context(), &ev)
+	switch {
+	case errors.Is(err, errMalformed):
+		s.observe(eventType, OutcomeRejected)
+		s.log.WarnContext(r.Context(), "stripe webhook refused: malformed event", "event", ev.ID, "type", eventType, "error", err.Error())
+		problem.Write(w, http.StatusBadRequest, detailPayload)
+		return
+	case err != nil:
+		s.observe(eventType, OutcomeFailed)
+		s.log.ErrorContext(r.Context(), "stripe webhook failed", "event", ev.ID, "type", eventType, "error", err.Error())
+		problem.Write(w, http.StatusInternalServerError, detailFailed)
+		return
+	}
+	s.observe(eventType, outcome)
+	s.log.DebugContext(r.Context(), "stripe webhook", "event", ev.ID, "type", eventType, "outcome", outcome)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(struct {
+		Received bool   `json:"received"`
+		Outcome  string `json:"outcome"`
+	}{true, outcome})
+}
+
+func isSignatureError(err error) bool {
+	return errors.Is(err, webhook.ErrNotSigned) || errors.Is(err, webhook.ErrInvalidHeader) ||
+		errors.Is(err, webhook.ErrNoValidSignature) || errors.Is(err, webhook.ErrTooOld)
+}
+
+// errMalformed marks a verified event whose object does not decode.
+var errMalformed = errors.New("entitlement: malformed event object")
+
+// change is an event's effect on the store, run inside the transaction that
+// records the event. It returns the customer whose user to reconcile (or the user
+// directly, for a checkout) and applied=false when the event changed nothing.
+type change func(ctx context.Context, tx Tx, now time.Time) (customerID, userID string, applied bool, err error)
+
+// dispatch decodes a verified event and applies it.
+func (s *Service) dispatch(ctx context.Context, ev *stripe.Event) (string, error) {
+	if ev.Livemode != s.cfg.Livemode || ev.Account != "" {
+		return OutcomeIgnored, nil
+	}
+	if ev.ID == "" || ev.Data == nil || len(ev.Data.Raw) == 0 {
+		return "", fmt.Errorf("%w: no id or no data.object", errMalformed)
+	}
+	at := time.Unix(ev.Created, 0).UTC()
+	var (
+		apply change
+		err   error
+	)
+	switch string(ev.Type) {
+	case typeCheckoutCompleted, typeCheckoutAsyncSucceeded:
+		apply, err = s.checkoutChange(ctx, ev)
+	case typeSubscriptionCreated, typeSubscriptionUpdated, typeSubscriptionDeleted:
+		apply, err = s.subscriptionChange(ctx, ev, at)
+	case typeInvoicePaid, typeInvoicePaymentFailed:
+		apply, err = s.invoiceChange(ctx, ev, at)
+	default:
+		return OutcomeIgnored, nil
+	}
+	if err != nil || apply == nil {
+		return OutcomeIgnored, err
+	}
+	var outcome string
+	err = s.update(ctx, func(tx Tx) error {
+		now := s.now()
+		first, err := tx.MarkProcessed(ctx, Event{ID: ev.ID, Type: string(ev.Type), Created: at, ReceivedAt: now})
+		if err != nil {
+			return err
+		}
+		if !first {
+			outcome = OutcomeDuplicate
+			return nil
+		}
+		customerID, userID, applied, err := apply(ctx, tx, now)
+		if err != nil {
+			return err
+		}
+		if !applied {
+			outcome = OutcomeIgnored
+			return nil
+		}
+		if userID == "" {
+			c, err := tx.Customer(ctx, customerID)
+			if errors.Is(err, ErrNotFound) {
+				outcome = OutcomeUnbound
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			userID = c.UserID
+		}
+		outcome, err = s.reconcile(ctx, tx, userID, now)
+		return err
+	})
+	return outcome, err
+}
+
+// checkoutChange binds the session's customer to the user named by
+// client_reference_id (or metadata.user_id) once the session is paid, and applies
+// the subscription it created when Config.Subscriptions can read it.
+func (s *Service) checkoutChange(ctx context.Context, ev *stripe.Event) (change, error) {
+	var cs stripe.CheckoutSession
+	if err := json.Unmarshal(ev.Data.Raw, &cs); err != nil {
+		return nil, fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	switch cs.PaymentStatus {
+	case stripe.CheckoutSessionPaymentStatusPaid, stripe.CheckoutSessionPaymentStatusNoPaymentRequired:
+	default:
+		return nil, nil // unpaid: wait for checkout.session.async_payment_succeeded
+	}
+	userID := cs.ClientReferenceID
+	if userID == "" {
+		userID = cs.Metadata["user_id"]
+	}
+	if cs.Customer == nil || cs.Customer.ID == "" || userID == "" || len(userID) > 255 {
+		s.log.WarnContext(ctx, "stripe checkout names no customer or no user (client_reference_id, metadata.user_id); nothing to bind", "event", ev.ID)
+		return nil, nil
+	}
+	customerID := cs.Customer.ID
+	var fresh *snapshot
+	if cs.Subscription != nil && cs.Subscription.ID != "" && s.cfg.Subscriptions != nil {
+		fresh = s.read(ctx, cs.Subscription.ID, ev)
+	}
+	return func(ctx context.Context, tx Tx, now time.Time) (string, string, bool, error) {
+		c, err := tx.BindCustomer(ctx, Customer{ID: customerID, UserID: userID, BoundAt: now})
+		if err != nil {
+			return "", "", false, err
+		}
+		if c.UserID != userID {
+			s.log.WarnContext(ctx, "stripe customer is bound to another user; keeping the first binding",
+				"customer", customerID, "bound_user", c.UserID, "checkout_user", userID)
+		}
+		if fresh != nil {
+			if _, err := s.putSnapshot(ctx, tx, *fresh, now); err != nil {
+				return "", "", false, err
+			}
+		}
+		return customerID, c.UserID, true, nil
+	}, nil
+}
+
+// subscriptionChange folds the event's subscription (or Stripe's current copy of
+// it) into the store.
+func (s *Service) subscriptionChange(ctx context.Context, ev *stripe.Event, at time.Time) (change, error) {
+	var sub stripe.Subscription
+	if err := json.Unmarshal(ev.Data.Raw, &sub); err != nil || sub.ID == "" {
+		return nil, fmt.Errorf("%w: subscription: %v", errMalformed, err)
+	}
+	snap := snapshotOf(&sub, at)
+	if string(ev.Type) == typeSubscriptionDeleted {
+		snap.Deleted = true
+	} else if s.cfg.Subscriptions != nil {
+		if fresh := s.read(ctx, sub.ID, ev); fresh != nil {
+			snap = *fresh
+		}
+	}
+	s.checkPrices(ctx, ev, snap)
+	return func(ctx context.Context, tx Tx, now time.Time) (string, string, bool, error) {
+		stored, err := s.putSnapshot(ctx, tx, snap, now)
+		return stored.CustomerID, "", err == nil && stored.ID != "", err
+	}, nil
+}
+
+// putSnapshot applies snap to the stored subscription and returns the result, or
+// a zero Subscription when snap changed nothing.
+func (s *Service) putSnapshot(ctx context.Context, tx Tx, snap snapshot, now time.Time) (Subscription, error) {
+	cur, err := tx.Subscription(ctx, snap.ID)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Subscription{}, err
+	}
+	next, changed := applySnapshot(cur, err == nil, snap, now)
+	if !changed {
+		return Subscription{}, nil
+	}
+	return next, tx.PutSubscription(ctx, next)
+}
+
+// invoiceChange records a subscription invoice's payment or failure.
+func (s *Service) invoiceChange(ctx context.Context, ev *stripe.Event, at time.Time) (change, error) {
+	var in stripe.Invoice
+	if err := json.Unmarshal(ev.Data.Raw, &in); err != nil || in.ID == "" {
+		return nil, fmt.Errorf("%w: invoice: %v", errMalformed, err)
+	}
+	inv := invoiceInfo{ID: in.ID, Created: time.Unix(in.Created, 0).UTC(), At: at}
+	if in.Customer != nil {
+		inv.CustomerID = in.Customer.ID
+	}
+	if in.Subscription != nil {
+		inv.SubscriptionID = in.Subscription.ID
+	}
+	if in.Lines != nil {
+		for _, line := range in.Lines.Data {
+			if line == nil {
+				continue
+			}
+			if inv.SubscriptionID == "" && line.Subscription != nil {
+				inv.SubscriptionID = line.Subscription.ID
+			}
+			if line.Price != nil && line.Price.ID != "" {
+				inv.PriceIDs = append(inv.PriceIDs, line.Price.ID)
+			}
+		}
+	}
+	if inv.SubscriptionID == "" || inv.CustomerID == "" {
+		return nil, nil // not a subscription's invoice
+	}
+	paid := string(ev.Type) == typeInvoicePaid
+	if paid && len(inv.PriceIDs) > 0 {
+		s.checkPrices(ctx, ev, snapshot{ID: inv.SubscriptionID, Status: statusActive, PriceIDs: inv.PriceIDs})
+	}
+	return func(ctx context.Context, tx Tx, now time.Time) (string, string, bool, error) {
+		cur, err := tx.Subscription(ctx, inv.SubscriptionID)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return "", "", false, err
+		}
+		var next Subscription
+		var changed bool
+		if paid {
+			next, changed = applyInvoicePaid(cur, err == nil, inv, now)
+		} else {
+			next, changed = applyInvoiceFailed(cur, err == nil, inv, now)
+		}
+		if !changed {
+			return "", "", false, nil
+		}
+		if err := tx.PutSubscription(ctx, next); err != nil {
+			return "", "", false, err
+		}
+		return next.CustomerID, "", true, nil
+	}, nil
+}
+
+// read re-reads a subscription through Config.Subscriptions. On failure it logs and
+// returns nil, and the caller works from the event's payload.
+func (s *Service) read(ctx context.Context, id string, ev *stripe.Event) *snapshot {
+	sub, err := s.cfg.Subscriptions.Subscription(ctx, id)
+	if err != nil || sub == nil || sub.ID != id {
+		s.log.WarnContext(ctx, "could not re-read the subscription from Stripe; using the event's copy",
+			"event", ev.ID, "subscription", id, "error", fmt.Sprint(err))
+		return nil
+	}
+	snap := snapshotOf(sub, s.now().UTC())
+	snap.Fresh = true
+	return &snap
+}
+
+// snapshotOf extracts what the rules need from a stripe-go subscription.
+func snapshotOf(sub *stripe.Subscription, at time.Time) snapshot {
+	snap := snapshot{ID: sub.ID, Status: string(sub.Status), At: at}
+	if sub.Customer != nil {
+		snap.CustomerID = sub.Customer.ID
+	}
+	if sub.Items != nil {
+		for _, item := range sub.Items.Data {
+			if item != nil && item.Price != nil && item.Price.ID != "" {
+				snap.PriceIDs = append(snap.PriceIDs, item.Price.ID)
+			}
+		}
+	}
+	return snap
+}
+
+// checkPrices warns when a subscription that would grant names no price of
+// Config.Prices: a misconfiguration that leaves a paying customer without a key.
+func (s *Service) checkPrices(ctx context.Context, ev *stripe.Event, snap snapshot) {
+	if !grantingStatus(snap.Status) || snap.Deleted || s.planOf(Subscription{PriceIDs: snap.PriceIDs}) != "" {
+		return
+	}
+	s.observe(string(ev.Type), OutcomeUnknownPrice)
+	s.log.WarnContext(ctx, "stripe subscription has no price that maps to a plan; it grants nothing (check the price configuration)",
+		"event", ev.ID, "subscription", snap.ID, "prices", snap.PriceIDs)
+}
