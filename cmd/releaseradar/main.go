@@ -1,49 +1,53 @@
-// Command releaseradar is the ReleaseRadar API served through tollgate.
+// Command releaseradar is the ReleaseRadar API served through tollgate: API keys,
+// monthly quotas, per-plan burst limits and Stripe billing in front of a
+// market-events data set.
+//
+// Usage:
+//
+//	releaseradar [serve] [flags]                            run the server (the default)
+//	releaseradar admin grant --user ID --plan pro|team [--limit N]
+//	releaseradar admin token --user ID [--ttl 24h]
+//	releaseradar admin revoke --user ID
+//
+// Every setting is an environment variable (RR_ADDR, RR_DATABASE_URL, …; see the
+// README); serve's flags mirror them.
 package main
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
-	"net/http"
+	"io"
 	"os"
 	"strings"
-
-	"github.com/jmoiron/sqlx"
-	_ "modernc.org/sqlite"
-
-	"github.com/releaseradar/tollgate/internal/sqldb"
 )
 
 func main() {
-	url := env("RR_DATABASE_URL", "sqlite:releaseradar.db")
-	path, ok := strings.CutPrefix(url, "sqlite:")
-	if !ok {
-		fmt.Fprintln(os.Stderr, "releaseradar: RR_DATABASE_URL: only sqlite: is supported yet")
-		os.Exit(1)
-	}
-	db, err := sqlx.Open("sqlite", sqldb.SQLiteDSN(path))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "releaseradar: RR_DATABASE_URL:", err)
-		os.Exit(1)
-	}
-	if err := sqldb.Bootstrap(context.Background(), db, sqldb.KeysTable); err != nil {
-		fmt.Fprintln(os.Stderr, "releaseradar: RR_DATABASE_URL:", err)
-		os.Exit(1)
-	}
-	addr := env("RR_ADDR", "127.0.0.1:8501")
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	slog.Info("releaseradar listening", "addr", "http://"+addr)
-	if err := http.ListenAndServe(addr, mux); err != nil {
-		fmt.Fprintln(os.Stderr, "releaseradar:", err)
-		os.Exit(1)
-	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }
 
-func env(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
+const usage = `usage:
+  releaseradar [serve] [flags]                          run the server (the default)
+  releaseradar admin grant --user ID --plan pro|team [--limit N]
+  releaseradar admin token --user ID [--ttl 24h]
+  releaseradar admin revoke --user ID
+Run "releaseradar serve -h" for the settings.`
+
+// run executes the command in args and returns the process's exit status: 0, 1
+// for a failure, 2 for a usage error.
+func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
 	}
-	return def
+	switch cmd {
+	case "serve":
+		return serveCommand(args, stderr, getenv)
+	case "admin":
+		return adminCommand(args, stdout, stderr, getenv)
+	case "help":
+		fmt.Fprintln(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "releaseradar: unknown command %q\n%s\n", cmd, usage)
+		return 2
+	}
 }

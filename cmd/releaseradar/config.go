@@ -1,0 +1,220 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/session"
+	"github.com/releaseradar/tollgate/entitlement"
+	"github.com/releaseradar/tollgate/ratelimit"
+)
+
+// setting is one environment variable of CONTRACT.md and the flag that mirrors it.
+type setting struct {
+	env, flag, def, usage string
+}
+
+// settings lists every variable the server reads, in the order of the README table.
+var settings = []setting{
+	{"RR_ADDR", "addr", "127.0.0.1:8501", "API listen address"},
+	{"RR_ADMIN_ADDR", "admin-addr", "127.0.0.1:9464", "listener for /metrics, /healthz and /readyz"},
+	{"RR_DATABASE_URL", "database-url", "sqlite:releaseradar.db", "sqlite:PATH or postgres://…"},
+	{"RR_REDIS_URL", "redis-url", "", "redis://… to share burst-limit counters between replicas"},
+	{"RR_REDIS_PREFIX", "redis-prefix", "rr:rl", "prefix of the Redis keys the burst limiter writes"},
+	{"RR_PLAN_RATES", "plan-rates", "", "burst limits, such as public=30-M,pro=600-M,team=3000-M"},
+	{"RR_CORS_ORIGINS", "cors-origins", "", "comma-separated origins allowed by CORS"},
+	{"RR_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed"},
+	{"RR_STRIPE_WEBHOOK_SECRET", "stripe-webhook-secret", "", "whsec_… that verifies /billing/webhook"},
+	{"RR_STRIPE_PRICE_PRO", "stripe-price-pro", "", "comma-separated Stripe price IDs that grant pro"},
+	{"RR_STRIPE_PRICE_TEAM", "stripe-price-team", "", "comma-separated Stripe price IDs that grant team"},
+	{"RR_STRIPE_API_KEY", "stripe-api-key", "", "lets the server re-read subscriptions from Stripe"},
+	{"RR_STRIPE_LIVEMODE", "stripe-livemode", "false", "true to accept live-mode events instead of test-mode ones"},
+	{"RR_SESSION_SECRET", "session-secret", "", "HMAC secret of dashboard tokens (at least 32 bytes); generated once and kept in the database when unset"},
+	{"RR_LOG_FORMAT", "log-format", "text", "text or json"},
+}
+
+// config is the server's validated configuration.
+type config struct {
+	Addr, AdminAddr string
+	DatabaseURL     string
+	RedisURL        string
+	RedisPrefix     string
+	// Rates is every plan's burst rate: the catalog's, overridden by RR_PLAN_RATES.
+	Rates          map[string]string
+	CORSOrigins    []string
+	TrustedProxies []netip.Prefix
+	WebhookSecret  string
+	// Prices maps Stripe price IDs to plan names.
+	Prices        map[string]string
+	StripeAPIKey  string
+	Livemode      bool
+	SessionSecret []byte // nil: kept in the database
+	LogFormat     string
+}
+
+// settingError names the variable whose value is wrong.
+type settingError struct {
+	env string
+	err error
+}
+
+func (e *settingError) Error() string { return e.env + ": " + e.err.Error() }
+func (e *settingError) Unwrap() error { return e.err }
+
+// loadConfig reads every setting through lookup (the environment, overridden by
+// flags) and validates it. The error names the first bad variable.
+func loadConfig(lookup func(env string) string, catalog entitlement.Catalog) (config, error) {
+	get := func(env string) string {
+		v := strings.TrimSpace(lookup(env))
+		if v == "" {
+			for _, s := range settings {
+				if s.env == env {
+					return s.def
+				}
+			}
+		}
+		return v
+	}
+	bad := func(env string, format string, args ...any) error {
+		return &settingError{env: env, err: fmt.Errorf(format, args...)}
+	}
+	c := config{
+		Addr:          get("RR_ADDR"),
+		AdminAddr:     get("RR_ADMIN_ADDR"),
+		DatabaseURL:   get("RR_DATABASE_URL"),
+		RedisURL:      get("RR_REDIS_URL"),
+		RedisPrefix:   get("RR_REDIS_PREFIX"),
+		WebhookSecret: get("RR_STRIPE_WEBHOOK_SECRET"),
+		StripeAPIKey:  get("RR_STRIPE_API_KEY"),
+		LogFormat:     get("RR_LOG_FORMAT"),
+	}
+	for _, env := range []string{"RR_ADDR", "RR_ADMIN_ADDR"} {
+		if err := validAddr(get(env)); err != nil {
+			return config{}, bad(env, "%v", err)
+		}
+	}
+	if _, err := parseDatabaseURL(c.DatabaseURL); err != nil {
+		return config{}, &settingError{env: "RR_DATABASE_URL", err: err}
+	}
+	if c.RedisURL != "" {
+		u, err := url.Parse(c.RedisURL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			return config{}, bad("RR_REDIS_URL", "want redis://HOST:PORT/DB or rediss://…")
+		}
+	}
+
+	overrides, err := ratelimit.ParseRates(get("RR_PLAN_RATES"))
+	if err != nil {
+		return config{}, &settingError{env: "RR_PLAN_RATES", err: err}
+	}
+	c.Rates = catalog.Rates()
+	maps.Copy(c.Rates, overrides)
+
+	for o := range strings.SplitSeq(get("RR_CORS_ORIGINS"), ",") {
+		o = strings.TrimSpace(o)
+		if o == "" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return config{}, bad("RR_CORS_ORIGINS", "%q is not an origin such as https://app.example.com", o)
+		}
+		c.CORSOrigins = append(c.CORSOrigins, strings.TrimSuffix(o, "/"))
+	}
+
+	for p := range strings.SplitSeq(get("RR_TRUSTED_PROXIES"), ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(p)
+			if aerr != nil {
+				return config{}, bad("RR_TRUSTED_PROXIES", "%q is not a CIDR such as 10.0.0.0/8", p)
+			}
+			prefix = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		c.TrustedProxies = append(c.TrustedProxies, prefix.Masked())
+	}
+
+	if c.WebhookSecret != "" && !strings.HasPrefix(c.WebhookSecret, "whsec_") {
+		return config{}, bad("RR_STRIPE_WEBHOOK_SECRET", "want a signing secret starting with whsec_")
+	}
+	if c.StripeAPIKey != "" && !strings.HasPrefix(c.StripeAPIKey, "sk_") && !strings.HasPrefix(c.StripeAPIKey, "rk_") {
+		return config{}, bad("RR_STRIPE_API_KEY", "want a secret or restricted key starting with sk_ or rk_")
+	}
+	c.Prices = make(map[string]string)
+	for _, p := range []struct{ env, plan string }{
+		{"RR_STRIPE_PRICE_PRO", entitlement.Pro},
+		{"RR_STRIPE_PRICE_TEAM", entitlement.Team},
+	} {
+		for id := range strings.SplitSeq(get(p.env), ",") {
+			id = strings.TrimSpace(id)
+			if id == "" {
+				continue
+			}
+			if other, dup := c.Prices[id]; dup && other != p.plan {
+				return config{}, bad(p.env, "price %q already grants %s", id, other)
+			}
+			c.Prices[id] = p.plan
+		}
+	}
+	switch strings.ToLower(get("RR_STRIPE_LIVEMODE")) {
+	case "true", "1", "yes":
+		c.Livemode = true
+	case "false", "0", "no":
+	default:
+		return config{}, bad("RR_STRIPE_LIVEMODE", "want true or false")
+	}
+
+	if s := get("RR_SESSION_SECRET"); s != "" {
+		if len(s) < session.MinSecretLen {
+			return config{}, bad("RR_SESSION_SECRET", "must be at least %d bytes long", session.MinSecretLen)
+		}
+		c.SessionSecret = []byte(s)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return config{}, bad("RR_LOG_FORMAT", "want text or json, not %q", c.LogFormat)
+	}
+	return c, nil
+}
+
+// validAddr accepts HOST:PORT with a numeric port (0 picks a free one).
+func validAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: want HOST:PORT, such as 127.0.0.1:8501", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: the port must be a number from 0 to 65535", addr)
+	}
+	return nil
+}
+
+// flagLookup registers one flag per setting on fs and returns a lookup that
+// prefers a flag given on the command line over the environment.
+func flagLookup(fs *flag.FlagSet, getenv func(string) string) func(string) string {
+	values := make(map[string]*string, len(settings))
+	for _, s := range settings {
+		usage := s.usage + " (" + s.env
+		if s.def != "" {
+			usage += ", default " + s.def
+		}
+		values[s.env] = fs.String(s.flag, "", usage+")")
+	}
+	return func(env string) string {
+		if v, ok := values[env]; ok && *v != "" {
+			return *v
+		}
+		return getenv(env)
+	}
+}

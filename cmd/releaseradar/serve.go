@@ -1,0 +1,332 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/releaseradar/tollgate/apikey"
+	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/market"
+	"github.com/releaseradar/tollgate/entitlement"
+	"github.com/releaseradar/tollgate/quota"
+	"github.com/releaseradar/tollgate/ratelimit"
+)
+
+// Server limits.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 15 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+	// shutdownGrace is how long in-flight requests may take to finish.
+	shutdownGrace = 20 * time.Second
+)
+
+// server is the running API: the app plus the HTTP side.
+type server struct {
+	app     *app
+	log     *slog.Logger
+	obs     *observer
+	errs    *errorWriter
+	reg     *prometheus.Registry
+	redis   *redis.Client // nil: burst counters in process
+	auth    *apikey.Authenticator
+	limiter *ratelimit.Limiter
+	quotaMW func(http.Handler) http.Handler
+	market  *market.API
+	ready   atomic.Bool
+}
+
+// serveCommand runs `releaseradar serve` until SIGINT or SIGTERM.
+func serveCommand(args []string, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("releaseradar serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	lookup := flagLookup(fs, getenv)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "releaseradar serve: unexpected argument %q\n%s\n", fs.Arg(0), usage)
+		return 2
+	}
+	cfg, err := loadConfig(lookup, entitlement.DefaultCatalog())
+	if err != nil {
+		fmt.Fprintln(stderr, "releaseradar:", err)
+		return 1
+	}
+	log := newLogger(stderr, cfg.LogFormat)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	// After the first signal, a second one stops the process at once.
+	context.AfterFunc(ctx, stop)
+	if err := serve(ctx, cfg, log); err != nil {
+		fmt.Fprintln(stderr, "releaseradar:", err)
+		return 1
+	}
+	return 0
+}
+
+// serve starts the API and admin listeners and serves until ctx ends, then lets
+// in-flight requests finish and closes the database.
+func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	a, err := openApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	s, err := newServer(ctx, a, log)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+
+	apiLn, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return &settingError{env: "RR_ADDR", err: err}
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		apiLn.Close()
+		return &settingError{env: "RR_ADMIN_ADDR", err: err}
+	}
+	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	apiSrv := &http.Server{
+		Handler:           s.handler(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          errorLog,
+	}
+	adminSrv := &http.Server{
+		Handler:           s.adminHandler(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          errorLog,
+	}
+
+	errc := make(chan error, 2)
+	go func() { errc <- apiSrv.Serve(apiLn) }()
+	go func() { errc <- adminSrv.Serve(adminLn) }()
+	s.ready.Store(true)
+	s.announce(apiLn.Addr().String(), adminLn.Addr().String())
+	go s.pruneEvents(ctx)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: letting in-flight requests finish", "grace", shutdownGrace.String())
+	case serveErr = <-errc:
+		log.Error("listener failed", "err", serveErr)
+	}
+	s.ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := apiSrv.Shutdown(sctx); err != nil {
+		log.Error("API shutdown", "err", err)
+	}
+	if err := adminSrv.Shutdown(sctx); err != nil {
+		log.Error("admin shutdown", "err", err)
+	}
+	log.Info("stopped")
+	return serveErr
+}
+
+// newServer builds the middleware and handlers around a.
+func newServer(ctx context.Context, a *app, log *slog.Logger) (*server, error) {
+	cfg := a.cfg
+	s := &server{app: a, log: log, reg: prometheus.NewRegistry()}
+	s.obs = newObserver(log, a.catalog.Names(), s.reg)
+	s.errs = &errorWriter{log: log, obs: s.obs}
+	a.observeWebhook = s.obs.webhookEvent
+	s.reg.MustRegister(collectors.NewDBStatsCollector(a.db.DB, "releaseradar"))
+
+	if cfg.RedisURL != "" {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, &settingError{env: "RR_REDIS_URL", err: errors.New("not a valid redis:// URL")}
+		}
+		// A request waits for its counter: keep Redis waits short.
+		opts.DialTimeout = 2 * time.Second
+		opts.ReadTimeout = 500 * time.Millisecond
+		opts.WriteTimeout = 500 * time.Millisecond
+		opts.PoolTimeout = time.Second
+		s.redis = redis.NewClient(opts)
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = s.redis.Ping(pctx).Err()
+		cancel()
+		if err != nil {
+			s.redis.Close()
+			return nil, &settingError{env: "RR_REDIS_URL", err: fmt.Errorf("cannot reach Redis: %w", err)}
+		}
+	}
+	var client redis.UniversalClient
+	if s.redis != nil {
+		client = s.redis
+	}
+	store, err := ratelimit.NewStore(client, cfg.RedisPrefix)
+	if err != nil {
+		s.close()
+		return nil, &settingError{env: "RR_REDIS_URL", err: err}
+	}
+	s.limiter, err = ratelimit.New(store, ratelimit.Config{
+		Rates:          cfg.Rates,
+		AnonymousPlan:  entitlement.Public,
+		TrustedProxies: cfg.TrustedProxies,
+		Identify: func(r *http.Request) (string, string, bool) {
+			p, ok := apikey.FromContext(r.Context())
+			return p.Plan, p.Hash, ok
+		},
+		OnError: s.errs.write,
+		Logger:  log,
+	})
+	if err != nil {
+		s.close()
+		return nil, &settingError{env: "RR_PLAN_RATES", err: err}
+	}
+	s.reg.MustRegister(s.limiter)
+
+	s.auth = apikey.NewAuthenticator(a.keys, apikey.Config{
+		Header: "x-api-key",
+		Rank:   a.catalog.Rank,
+		// A failed authentication counts against the caller's address, so a flood
+		// of random keys is burst-limited like any anonymous traffic.
+		OnError: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, apikey.ErrMissing) || errors.Is(err, apikey.ErrInvalid) {
+				setPlan(r, entitlement.Public)
+				if !s.limiter.AllowAnonymous(w, r) {
+					return
+				}
+			}
+			noteKey(r) // a 402 knows its key
+			s.errs.write(w, r, err)
+		},
+	})
+	s.quotaMW = quota.Middleware(a.quotas, func(r *http.Request) (string, bool) {
+		p, ok := apikey.FromContext(r.Context())
+		return p.KeyID, ok
+	}, quota.Config{
+		Now: a.clock,
+		OnError: func(w http.ResponseWriter, r *http.Request, err error) {
+			if !errors.Is(err, quota.ErrExceeded) && !errors.Is(err, quota.ErrRevoked) && !errors.Is(err, quota.ErrNotFound) {
+				err = fmt.Errorf("%w: %w", errStoreUnavailable, err)
+			}
+			s.errs.write(w, r, err)
+		},
+	})
+	s.market = market.NewAPI(a.db, market.Config{Logger: log})
+	return s, nil
+}
+
+func (s *server) close() {
+	if s.redis != nil {
+		s.redis.Close()
+	}
+}
+
+// adminHandler serves /metrics, /healthz and /readyz on the admin listener.
+func (s *server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !s.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "shutting down")
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.app.db.PingContext(ctx); err != nil {
+			s.log.Warn("readyz: database unreachable", "err", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "database unreachable")
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// eventRetention is how long processed webhook event IDs are kept for
+// deduplication; Stripe retries an event for up to three days.
+const eventRetention = 30 * 24 * time.Hour
+
+// pruneEvents forgets old processed webhook event IDs at start and then daily.
+func (s *server) pruneEvents(ctx context.Context) {
+	tick := time.NewTicker(24 * time.Hour)
+	defer tick.Stop()
+	for {
+		n, err := s.app.ent.PruneEvents(ctx, eventRetention)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Warn("pruning processed webhook events failed", "err", err)
+		case n > 0:
+			s.log.Info("pruned processed webhook events", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// announce tells the operator where the server listens and how to get a key.
+func (s *server) announce(apiAddr, adminAddr string) {
+	cmd := "releaseradar"
+	if strings.Contains(os.Args[0], "go-build") {
+		cmd = "go run ./cmd/releaseradar"
+	}
+	burst := "in process"
+	if s.redis != nil {
+		burst = "shared through Redis"
+	}
+	s.log.Info("releaseradar listening",
+		"addr", apiAddr,
+		"url", "http://"+apiAddr,
+		"admin_addr", adminAddr,
+		"database", redactURL(s.app.cfg.DatabaseURL),
+		"burst_counters", burst)
+	s.log.Info("get an API key: "+cmd+" admin grant --user alice --plan pro",
+		"try", "curl -H 'x-api-key: KEY' http://"+apiAddr+"/events/search?q=earnings")
+	s.log.Info("manage keys in the browser: "+cmd+" admin token --user alice",
+		"page", "http://"+apiAddr+"/account/api-keys")
+}
+
+// redactURL hides a password in a database URL.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return s
+}
