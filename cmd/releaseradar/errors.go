@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/releaseradar/tollgate/apikey"
+	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/market"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/session"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/web"
 	"github.com/releaseradar/tollgate/entitlement"
@@ -21,9 +22,10 @@ var errNoSession = errors.New("releaseradar: missing dashboard token")
 
 // statusFor is the one table that turns the sentinel errors of every package
 // into an HTTP status and the problem detail clients read; every middleware's
-// OnError is errorWriter.write. The first match wins. (The market handlers answer
-// their own 400 and 404 with the parameter named, and the billing webhook its own
-// refusals, as those packages document.)
+// and the market handlers' OnError is errorWriter.write. The first match wins.
+// The market's errors carry their own detail (marketDetail): the parameter
+// named, or what was not found; the detail here answers a bare sentinel. (The
+// billing webhook answers its own refusals, as entitlement documents.)
 var statusFor = []struct {
 	err    error
 	status int
@@ -51,6 +53,8 @@ var statusFor = []struct {
 	{errNoRoute, http.StatusNotFound, "No such route"},
 	{errMethod, http.StatusMethodNotAllowed, "Method not allowed on this route"},
 	{errBodyTooLarge, http.StatusRequestEntityTooLarge, "Request body larger than 64 KiB"},
+	{market.ErrInvalid, http.StatusBadRequest, "Invalid request"},
+	{market.ErrNotFound, http.StatusNotFound, "Not found"},
 }
 
 // errorWriter answers every refused or failed request of the server; it is the
@@ -66,7 +70,10 @@ func (e *errorWriter) write(w http.ResponseWriter, r *http.Request, err error) {
 		if !errors.Is(err, m.err) {
 			continue
 		}
+		detail := m.detail
 		switch m.err {
+		case market.ErrInvalid, market.ErrNotFound:
+			detail = marketDetail(err, detail)
 		case quota.ErrExceeded:
 			e.obs.quotaRefusal(planOf(r))
 		case ratelimit.ErrLimited:
@@ -74,7 +81,7 @@ func (e *errorWriter) write(w http.ResponseWriter, r *http.Request, err error) {
 		case ratelimit.ErrUnavailable:
 			e.log.ErrorContext(r.Context(), "request refused: burst limiter unavailable", "path", logPath(r.URL.Path), "err", err)
 		}
-		problem.Write(w, m.status, m.detail)
+		problem.Write(w, m.status, detail)
 		return
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
@@ -84,6 +91,22 @@ func (e *errorWriter) write(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	e.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", logPath(r.URL.Path), "err", err)
 	problem.Write(w, http.StatusInternalServerError, "Internal server error")
+}
+
+// marketDetail returns the sentence a market error carries: an
+// *market.InputError names the parameter ("Invalid parameter \"limit\": …"), a
+// *market.NotFoundError what was missing ("Event not found"). Otherwise it
+// returns fallback.
+func marketDetail(err error, fallback string) string {
+	var in *market.InputError
+	var nf *market.NotFoundError
+	switch {
+	case errors.As(err, &in):
+		return in.Detail()
+	case errors.As(err, &nf):
+		return nf.Detail()
+	}
+	return fallback
 }
 
 // planOf returns the plan of an authenticated request, or "public".

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/releaseradar/tollgate/apikey"
+	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/market"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/session"
 	"github.com/releaseradar/tollgate/entitlement"
 	"github.com/releaseradar/tollgate/quota"
@@ -138,6 +140,13 @@ func TestErrorTable(t *testing.T) {
 		{errNoRoute, 404, "No such route"},
 		{errMethod, 405, "Method not allowed on this route"},
 		{errBodyTooLarge, 413, "Request body larger than 64 KiB"},
+		{&market.InputError{Param: "limit", Reason: "must be an integer from 1 to 100"}, 400, `Invalid parameter "limit": must be an integer from 1 to 100`},
+		{fmt.Errorf("%w: %w", context.Canceled, &market.InputError{Param: "ticker", Reason: "must be a ticker symbol"}), 400, `Invalid parameter "ticker": must be a ticker symbol`},
+		{market.ErrInvalid, 400, "Invalid request"},
+		{&market.NotFoundError{What: "Event"}, 404, "Event not found"},
+		{fmt.Errorf("wrapped: %w", &market.NotFoundError{What: "Company"}), 404, "Company not found"},
+		{market.ErrNotFound, 404, "Not found"},
+		{fmt.Errorf("market: search: %w", errors.New("pq: syntax error at or near \"ORDER\"")), 500, "Internal server error"},
 		{errors.New("pq: relation \"api_keys\" does not exist"), 500, "Internal server error"},
 	}
 	for _, tc := range tests {

@@ -243,7 +243,7 @@ func newServer(ctx context.Context, a *app, log *slog.Logger) (*server, error) {
 			s.errs.write(w, r, err)
 		},
 	})
-	s.market = market.NewAPI(a.db, market.Config{Logger: log})
+	s.market = market.NewAPI(a.db, market.Config{Logger: log, OnError: s.errs.write})
 	return s, nil
 }
 

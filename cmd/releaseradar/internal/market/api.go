@@ -43,21 +43,31 @@ type Config struct {
 	// Now is the clock: feed cache expiry, impact recency and the portfolio window.
 	// Nil means time.Now.
 	Now func() time.Time
-	// Logger receives database failures (answered as 500 without detail). Nil means
+	// Logger receives the failures the default OnError answers 500. Nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// OnError answers every request a handler cannot serve. err matches (errors.As)
+	// an *InputError (a bad parameter or body: 400 with its Detail) or a
+	// *NotFoundError (an unknown event or company: 404 with its Detail), or is an
+	// unexpected failure (500, whose text must not reach the client). A failure while
+	// the client has gone wraps the request context's error, so it also matches
+	// context.Canceled. Nil means the API's own writer: that table, with 500
+	// "Internal server error" logged to Logger unless the client has gone.
+	OnError func(w http.ResponseWriter, r *http.Request, err error)
 }
 
 // API serves the market routes as plain http.HandlerFuncs. Authentication, plans,
-// quotas and rate limits are the caller's middleware. Path variables are read from
+// quotas and rate limits are the caller's middleware; every error answer is
+// Config.OnError's. Path variables are read from
 // gorilla/mux (mux.Vars) or, failing that, from http.Request.PathValue, under the
 // names "id" (/events/{id}), "event_id" (/impact/{event_id}) and "ticker"
 // (/companies/{ticker}). An API is safe for concurrent use.
 type API struct {
-	store *Store
-	now   func() time.Time
-	log   *slog.Logger
-	feed  feedCache
+	store   *Store
+	now     func() time.Time
+	log     *slog.Logger
+	onError func(w http.ResponseWriter, r *http.Request, err error)
+	feed    feedCache
 }
 
 // feedCache holds the encoded public feed. mu is held during a refresh, so that
@@ -72,12 +82,15 @@ type feedCache struct {
 // NewAPI returns the handlers on db, which Bootstrap (and usually LoadIfEmpty) has
 // prepared.
 func NewAPI(db *sqlx.DB, cfg Config) *API {
-	a := &API{store: NewStore(db), now: cfg.Now, log: cfg.Logger}
+	a := &API{store: NewStore(db), now: cfg.Now, log: cfg.Logger, onError: cfg.OnError}
 	if a.now == nil {
 		a.now = time.Now
 	}
 	if a.log == nil {
 		a.log = slog.Default()
+	}
+	if a.onError == nil {
+		a.onError = a.writeError
 	}
 	return a
 }
@@ -169,19 +182,20 @@ func (a *API) Search(w http.ResponseWriter, r *http.Request) {
 		s := page.Next.String()
 		out.NextCursor = &s
 	}
-	writeJSON(w, out)
+	a.writeJSON(w, r, out)
 }
 
-// Event answers GET /events/{id} with the event's public fields; 400 for an id that
-// is not a positive integer, 404 for an unknown one.
+// Event answers GET /events/{id} with the event's public fields. An id that is not
+// a positive integer goes to OnError as an *InputError (400), an unknown one as a
+// *NotFoundError (404).
 func (a *API) Event(w http.ResponseWriter, r *http.Request) {
 	if e, ok := a.event(w, r, "id"); ok {
-		writeJSON(w, e)
+		a.writeJSON(w, r, e)
 	}
 }
 
-// event loads the event named by the path variable param, or answers 400 or 404 and
-// reports false.
+// event loads the event named by the path variable param, or reports an
+// *InputError or a *NotFoundError to OnError and false.
 func (a *API) event(w http.ResponseWriter, r *http.Request, param string) (Event, bool) {
 	s := pathVar(r, param)
 	id, err := strconv.ParseInt(s, 10, 64)
@@ -191,8 +205,7 @@ func (a *API) event(w http.ResponseWriter, r *http.Request, param string) (Event
 	}
 	e, err := a.store.Event(r.Context(), id)
 	if errors.Is(err, ErrNotFound) {
-		problem.Write(w, http.StatusNotFound, "Event not found")
-		return Event{}, false
+		err = &NotFoundError{What: "Event"}
 	}
 	if err != nil {
 		a.fail(w, r, err)
@@ -221,7 +234,7 @@ func (a *API) Impact(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.now().UTC()
-	writeJSON(w, impactBody{Event: e, AsOf: now, Impact: Score(e, c.MarketCapUSD, now)})
+	a.writeJSON(w, r, impactBody{Event: e, AsOf: now, Impact: Score(e, c.MarketCapUSD, now)})
 }
 
 // Companies answers GET /companies?q= with {"companies": [...]}: the companies whose
@@ -240,11 +253,11 @@ func (a *API) Companies(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, map[string][]Company{"companies": cs})
+	a.writeJSON(w, r, map[string][]Company{"companies": cs})
 }
 
-// Company answers GET /companies/{ticker}; 400 for a malformed ticker, 404 for one
-// not listed.
+// Company answers GET /companies/{ticker}. A malformed ticker goes to OnError as an
+// *InputError (400), one not listed as a *NotFoundError (404).
 func (a *API) Company(w http.ResponseWriter, r *http.Request) {
 	t, ok := normTicker(pathVar(r, "ticker"))
 	if !ok {
@@ -253,14 +266,13 @@ func (a *API) Company(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := a.store.Company(r.Context(), t)
 	if errors.Is(err, ErrNotFound) {
-		problem.Write(w, http.StatusNotFound, "Company not found")
-		return
+		err = &NotFoundError{What: "Company"}
 	}
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, c)
+	a.writeJSON(w, r, c)
 }
 
 // PortfolioImpact answers POST /portfolio/impact. The body is
@@ -294,7 +306,7 @@ func (a *API) PortfolioImpact(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, PortfolioImpact(holdings, companies, evs, now))
+	a.writeJSON(w, r, PortfolioImpact(holdings, companies, evs, now))
 }
 
 func badField(field, reason string) error {
@@ -394,14 +406,26 @@ func pathVar(r *http.Request, name string) string {
 	return r.PathValue(name)
 }
 
-// fail answers err: 400 for an *InputError, 404 for ErrNotFound (handlers that know
-// what was missing answer their own 404 first), and 500 without
-// detail (logged) for anything else. A request whose client has gone is not logged.
+// fail reports err to OnError. A failure of a request whose client has gone wraps
+// the request context's error, so that OnError can tell it from a broken database.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if ctxErr := r.Context().Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+		err = fmt.Errorf("%w: %w", ctxErr, err)
+	}
+	a.onError(w, r, err)
+}
+
+// writeError is the default OnError: 400 with an *InputError's detail, 404 with a
+// *NotFoundError's (or "Not found" for a bare ErrNotFound), and 500 without detail
+// for anything else, logged unless the client has gone.
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var in *InputError
+	var nf *NotFoundError
 	switch {
 	case errors.As(err, &in):
 		problem.Write(w, http.StatusBadRequest, in.Detail())
+	case errors.As(err, &nf):
+		problem.Write(w, http.StatusNotFound, nf.Detail())
 	case errors.Is(err, ErrNotFound):
 		problem.Write(w, http.StatusNotFound, "Not found")
 	default:
@@ -414,10 +438,10 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 // writeJSON answers 200 with v. Gated answers vary by key (quota headers), so no
 // shared cache may keep them.
-func writeJSON(w http.ResponseWriter, v any) {
+func (a *API) writeJSON(w http.ResponseWriter, r *http.Request, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		problem.Write(w, http.StatusInternalServerError, "Internal server error")
+		a.fail(w, r, fmt.Errorf("market: encode response: %w", err))
 		return
 	}
 	b = append(b, '\n')

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -379,5 +381,98 @@ func TestFeedRefreshSurvivesCallerCancel(t *testing.T) {
 	cancel()
 	if _, _, _, err := a.publicFeed(ctx); err != nil {
 		t.Fatalf("refresh with a cancelled caller context: %v", err)
+	}
+}
+
+// TestOnError checks that every refusal and failure reaches a caller's OnError as a
+// typed error (and nothing is written by the API itself), and that the default
+// writer answers a database failure 500 without its text, logged only while the
+// client is still there.
+func TestOnError(t *testing.T) {
+	t.Parallel()
+	db := loadedSQLite(t)
+	var got error
+	h := router(NewAPI(db, Config{OnError: func(w http.ResponseWriter, r *http.Request, err error) {
+		got = err
+		w.WriteHeader(http.StatusTeapot)
+	}}))
+
+	type check func(t *testing.T, err error)
+	input := func(param string) check {
+		return func(t *testing.T, err error) {
+			var in *InputError
+			if !errors.As(err, &in) || in.Param != param || !errors.Is(err, ErrInvalid) {
+				t.Errorf("err %v (%T), want an *InputError for %q", err, err, param)
+			}
+		}
+	}
+	notFound := func(what, detail string) check {
+		return func(t *testing.T, err error) {
+			var nf *NotFoundError
+			if !errors.As(err, &nf) || nf.What != what || nf.Detail() != detail || !errors.Is(err, ErrNotFound) {
+				t.Errorf("err %v (%T), want a *NotFoundError with detail %q", err, err, detail)
+			}
+		}
+	}
+	tests := []struct {
+		method, target, body string
+		want                 check
+	}{
+		{"GET", "/events/search?limit=0", "", input("limit")},
+		{"GET", "/events/search?pad=" + strings.Repeat("x", maxRawQuery), "", input("query string")},
+		{"GET", "/events/abc", "", input("id")},
+		{"GET", "/impact/0", "", input("event_id")},
+		{"GET", "/companies/%3Cb%3E", "", input("ticker")},
+		{"POST", "/portfolio/impact", `{"holdings":[{"ticker":"ZZZZ","weight":0.2}]}`, input("holdings[0].ticker")},
+		{"POST", "/portfolio/impact", `not json`, input("request body")},
+		{"GET", "/events/99999999", "", notFound("Event", "Event not found")},
+		{"GET", "/impact/99999999", "", notFound("Event", "Event not found")},
+		{"GET", "/companies/ZZZZ", "", notFound("Company", "Company not found")},
+	}
+	for _, tt := range tests {
+		got = nil
+		rec := do(t, h, tt.method, tt.target, tt.body)
+		if rec.Code != http.StatusTeapot || rec.Body.Len() != 0 {
+			t.Errorf("%s %.40s: status %d, %d bytes; the API answered itself", tt.method, tt.target, rec.Code, rec.Body.Len())
+		}
+		tt.want(t, got)
+	}
+
+	// A broken database: OnError gets the store's error, the default writer a 500.
+	var logged bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logged, nil))
+	broken := loadedSQLite(t)
+	custom := router(NewAPI(broken, Config{OnError: func(w http.ResponseWriter, r *http.Request, err error) { got = err }}))
+	byDefault := router(NewAPI(broken, Config{Logger: logger}))
+	if err := broken.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	do(t, custom, "GET", "/events/7", "")
+	var in *InputError
+	var nf *NotFoundError
+	if got == nil || errors.As(got, &in) || errors.As(got, &nf) || errors.Is(got, ErrNotFound) {
+		t.Errorf("database failure reported as %v (%T)", got, got)
+	}
+	rec := do(t, byDefault, "GET", "/events/7", "")
+	checkProblem(t, "closed database", rec, http.StatusInternalServerError, "Internal server error")
+	if strings.Contains(rec.Body.String(), "sql") || !strings.Contains(logged.String(), "market: request failed") {
+		t.Errorf("body %s, log %q: want a bare 500, logged", rec.Body, logged.String())
+	}
+
+	// The same failure after the client has gone wraps context.Canceled and is not
+	// logged.
+	logged.Reset()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	got = nil
+	custom.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/events/7", nil).WithContext(ctx))
+	if !errors.Is(got, context.Canceled) {
+		t.Errorf("failure of a canceled request: %v, want it to match context.Canceled", got)
+	}
+	rec = httptest.NewRecorder()
+	byDefault.ServeHTTP(rec, httptest.NewRequest("GET", "/events/7", nil).WithContext(ctx))
+	if rec.Code != http.StatusInternalServerError || logged.Len() != 0 {
+		t.Errorf("canceled request: status %d, log %q; want 500, nothing logged", rec.Code, logged.String())
 	}
 }

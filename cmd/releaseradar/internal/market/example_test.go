@@ -1,6 +1,7 @@
 package market_test
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"time"
@@ -59,4 +60,16 @@ func ExampleParseQuery() {
 	// Output:
 	// BRK.B 2026-03-01 ≤ t < 2026-04-01 limit 20
 	// Invalid parameter "limit": must be an integer from 1 to 100
+}
+
+// The handlers report what went wrong to Config.OnError as typed errors; the
+// caller maps them to statuses and answers with the sentence they carry.
+func ExampleNotFoundError() {
+	err := fmt.Errorf("lookup: %w", &market.NotFoundError{What: "Company"})
+	var nf *market.NotFoundError
+	fmt.Println(errors.Is(err, market.ErrNotFound), errors.As(err, &nf))
+	fmt.Println(nf.Detail())
+	// Output:
+	// true true
+	// Company not found
 }

@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -87,6 +88,19 @@ type record struct {
 
 // ErrNotFound is returned when an event or a company does not exist.
 var ErrNotFound = errors.New("market: not found")
+
+// NotFoundError is ErrNotFound as the handlers report it: it names what was missing.
+type NotFoundError struct {
+	What string // "Event" or "Company"
+}
+
+func (e *NotFoundError) Error() string { return "market: " + strings.ToLower(e.What) + " not found" }
+
+// Detail returns the client-facing sentence, such as "Event not found".
+func (e *NotFoundError) Detail() string { return e.What + " not found" }
+
+// Unwrap makes errors.Is(err, ErrNotFound) true.
+func (e *NotFoundError) Unwrap() error { return ErrNotFound }
 
 // ErrInvalid is matched (errors.Is) by every *InputError.
 var ErrInvalid = errors.New("market: invalid input")
