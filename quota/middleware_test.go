@@ -41,6 +41,8 @@ func (f failingStore) Reserve(context.Context, string, int64, time.Time) (int64,
 	return 0, quota.Usage{}, f.err
 }
 
+func (f failingStore) Release(context.Context, string, int64, time.Time) error { return f.err }
+
 // served wraps an OK handler that counts its calls.
 type served struct {
 	mu    sync.Mutex
@@ -247,5 +249,170 @@ func TestRetryAfter(t *testing.T) {
 		if got := quota.RetryAfter(u, c.now); got != c.want {
 			t.Errorf("RetryAfter %v before the reset = %d, want %d", t0.Sub(c.now), got, c.want)
 		}
+	}
+}
+
+// TestMiddlewareGivesBack: a call counts only when the handler serves it. The
+// headers show what the call left, and the store holds the same.
+func TestMiddlewareGivesBack(t *testing.T) {
+	t.Parallel()
+	write := func(status int) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(status) }
+	}
+	cases := []struct {
+		name          string
+		charge        func(int) bool
+		handler       http.HandlerFunc
+		wantStatus    int
+		wantRemaining int64
+	}{
+		{"200 counts", nil, write(http.StatusOK), 200, 2},
+		{"201 counts", nil, write(http.StatusCreated), 201, 2},
+		{"304 counts", nil, write(http.StatusNotModified), 304, 2},
+		{"400 is given back", nil, write(http.StatusBadRequest), 400, 3},
+		{"404 is given back", nil, write(http.StatusNotFound), 404, 3},
+		{"413 is given back", nil, write(http.StatusRequestEntityTooLarge), 413, 3},
+		{"500 is given back", nil, write(http.StatusInternalServerError), 500, 3},
+		{"a body without a status is a 200", nil, func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte("ok"))
+		}, 200, 2},
+		{"a handler that never writes is a 200", nil, func(http.ResponseWriter, *http.Request) {}, 200, 2},
+		{"an informational status decides nothing", nil, func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusEarlyHints)
+			w.WriteHeader(http.StatusNotFound)
+		}, 0, 3}, // the recorder keeps the 103 as its Code
+		{"only the first status decides", nil, func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusBadRequest)
+			w.WriteHeader(http.StatusOK)
+		}, 400, 3},
+		{"custom Charge counts a 404", func(s int) bool { return s < 500 }, write(http.StatusNotFound), 404, 2},
+		{"custom Charge gives back a 500", func(s int) bool { return s < 500 }, write(http.StatusInternalServerError), 500, 3},
+		{"custom Charge gives back a 200", func(int) bool { return false }, func(http.ResponseWriter, *http.Request) {}, 200, 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s := memstore.New(memstore.Config{})
+			s.Put("k", 3, t0)
+			now := t0.Add(time.Hour)
+			cfg := quota.Config{Now: func() time.Time { return now }, Charge: c.charge}
+			w := do(quota.Middleware(s, keyHeader, cfg)(c.handler), "k")
+			if c.wantStatus != 0 && w.Code != c.wantStatus {
+				t.Fatalf("status %d, want %d", w.Code, c.wantStatus)
+			}
+			wantQuotaHeaders(t, w.Header(), 3, c.wantRemaining, t0.Add(quota.DefaultCycle))
+			u, err := s.Usage(context.Background(), "k", now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Remaining() != c.wantRemaining {
+				t.Errorf("store: %d remaining, want %d", u.Remaining(), c.wantRemaining)
+			}
+		})
+	}
+}
+
+// TestMiddlewareGivenBackThenRefused: bad requests never use up the quota; served
+// ones do, and the 429 path is unchanged.
+func TestMiddlewareGivenBackThenRefused(t *testing.T) {
+	t.Parallel()
+	s := memstore.New(memstore.Config{})
+	s.Put("k", 2, t0)
+	h := quota.Middleware(s, keyHeader, quota.Config{Now: func() time.Time { return t0 }})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Query().Get("limit") == "abc" {
+				w.WriteHeader(http.StatusBadRequest)
+			}
+		}))
+	get := func(target string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, target, nil)
+		r.Header.Set("Test-Key-ID", "k")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	for range 5 {
+		if w := get("/?limit=abc"); w.Code != 400 || w.Header().Get("X-Quota-Remaining") != "2" {
+			t.Fatalf("bad request: %d, X-Quota-Remaining %q; want 400, 2", w.Code, w.Header().Get("X-Quota-Remaining"))
+		}
+	}
+	for _, want := range []string{"1", "0"} {
+		if w := get("/"); w.Code != 200 || w.Header().Get("X-Quota-Remaining") != want {
+			t.Fatalf("good request: %d, X-Quota-Remaining %q; want 200, %s", w.Code, w.Header().Get("X-Quota-Remaining"), want)
+		}
+	}
+	w := get("/")
+	problemtest.Check(t, w, http.StatusTooManyRequests, "Monthly API quota exceeded")
+	wantQuotaHeaders(t, w.Header(), 2, 0, t0.Add(quota.DefaultCycle))
+}
+
+// TestMiddlewareFlush: the wrapper keeps http.Flusher and http.ResponseController
+// working, and a flush before any status is a served 200.
+func TestMiddlewareFlush(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		flush func(http.ResponseWriter) error
+	}{
+		{"http.Flusher", func(w http.ResponseWriter) error {
+			f, ok := w.(http.Flusher)
+			if !ok {
+				return errors.New("not an http.Flusher")
+			}
+			f.Flush()
+			return nil
+		}},
+		{"http.ResponseController", func(w http.ResponseWriter) error {
+			return http.NewResponseController(w).Flush()
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s := memstore.New(memstore.Config{})
+			s.Put("k", 3, t0)
+			var flushErr, deadlineErr error
+			h := quota.Middleware(s, keyHeader, quota.Config{Now: func() time.Time { return t0 }})(
+				http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+					flushErr = c.flush(w)
+					// Too late to refuse: the 200 is on its way.
+					w.WriteHeader(http.StatusBadRequest)
+					deadlineErr = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+				}))
+			w := do(h, "k")
+			if flushErr != nil || !w.Flushed {
+				t.Fatalf("flush: err %v, recorder flushed %v", flushErr, w.Flushed)
+			}
+			if !errors.Is(deadlineErr, http.ErrNotSupported) {
+				t.Errorf("SetWriteDeadline on a recorder: %v, want ErrNotSupported from the recorder itself", deadlineErr)
+			}
+			if w.Code != 200 {
+				t.Errorf("status %d, want the flushed 200", w.Code)
+			}
+			wantQuotaHeaders(t, w.Header(), 3, 2, t0.Add(quota.DefaultCycle))
+			if u, _ := s.Usage(context.Background(), "k", t0); u.Used != 1 {
+				t.Errorf("store: used %d, want the flushed call counted", u.Used)
+			}
+		})
+	}
+}
+
+// TestMiddlewareReleaseOutlivesClient: the give-back runs even when the client
+// has gone by the time the handler returns.
+func TestMiddlewareReleaseOutlivesClient(t *testing.T) {
+	t.Parallel()
+	s := memstore.New(memstore.Config{})
+	s.Put("k", 3, t0)
+	ctx, cancel := context.WithCancel(context.Background())
+	h := quota.Middleware(s, keyHeader, quota.Config{Now: func() time.Time { return t0 }})(
+		http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			cancel()
+			w.WriteHeader(http.StatusBadRequest)
+		}))
+	r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
+	r.Header.Set("Test-Key-ID", "k")
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	if u, _ := s.Usage(context.Background(), "k", t0); u.Used != 0 {
+		t.Errorf("store: used %d after a 400 whose client left, want 0", u.Used)
 	}
 }

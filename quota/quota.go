@@ -8,12 +8,13 @@
 //
 // The pieces:
 //   - Store is the counter contract; Reserve(n) grants up to n calls in one step and
-//     Consume reserves one. A refused call is not counted; a revoked key consumes
-//     nothing.
+//     Consume reserves one; Release gives granted calls back. A refused call is not
+//     counted; a revoked key consumes nothing.
 //   - quota/memstore keeps counters in one process; quota/sqlstore keeps them in the
 //     api_keys table on PostgreSQL or SQLite, shared by every replica;
 //     quota/storetest is the conformance suite both pass.
-//   - Middleware meters each authenticated request and sets the X-Quota-* headers;
+//   - Middleware meters each authenticated request, gives the call back when the
+//     handler does not serve it (a 4xx or 5xx answer), and sets the X-Quota-* headers;
 //     WriteError answers refusals as RFC 9457 problems (429, 403, or 503 when the
 //     store fails: the quota guards money, so it fails closed).
 //
@@ -76,6 +77,14 @@ type Store interface {
 	// caller decides (Consume turns it into ErrExceeded). A revoked key returns
 	// ErrRevoked and an unknown one ErrNotFound, and neither counts anything.
 	Reserve(ctx context.Context, keyID string, n int64, now time.Time) (granted int64, u Usage, err error)
+
+	// Release gives back n (≥ 1) calls that a Reserve granted the key with that ID
+	// in the cycle that started at cycleStart (the CycleStart of the Usage that
+	// Reserve returned), in one atomic step. If the key's cycle has restarted since,
+	// it changes nothing: the old cycle's calls are gone with it. calls used never
+	// go below zero. A revoked key changes nothing and returns nil; an unknown key
+	// returns ErrNotFound.
+	Release(ctx context.Context, keyID string, n int64, cycleStart time.Time) error
 }
 
 // Consume reserves one call: it returns the usage after it, or ErrExceeded (with

@@ -400,6 +400,12 @@ func acceptance(t *testing.T, bin string, env []string) string {
 	t.Run("2 monthly quota", func(t *testing.T) {
 		raw := in.adminCmd("grant", "--user", "quota-user", "--plan", "pro", "--limit", "3")
 		raws = append(raws, raw)
+		// Bad input is answered and spends nothing.
+		r := in.get(search+"&limit=abc", "x-api-key", raw)
+		wantProblem(t, "bad input", r, 400, `Invalid parameter "limit": must be an integer from 1 to 100`)
+		if got := r.header.Get("X-Quota-Remaining"); got != "3" || r.header.Get("X-Quota-Limit") != "3" {
+			t.Fatalf("bad input: X-Quota-Remaining %q, X-Quota-Limit %q; want 3, 3 (nothing spent)", got, r.header.Get("X-Quota-Limit"))
+		}
 		for i, want := range []string{"2", "1", "0"} {
 			r := in.get(search, "x-api-key", raw)
 			if r.status != 200 {
@@ -412,7 +418,7 @@ func acceptance(t *testing.T, bin string, env []string) string {
 				t.Fatalf("call %d: quota headers %v", i+1, r.header)
 			}
 		}
-		r := in.get(search, "x-api-key", raw)
+		r = in.get(search, "x-api-key", raw)
 		wantProblem(t, "fourth call", r, 429, "Monthly API quota exceeded")
 		if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 1 {
 			t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))

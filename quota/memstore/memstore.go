@@ -110,6 +110,29 @@ func (s *Store) Reserve(ctx context.Context, keyID string, n int64, now time.Tim
 	return granted, s.usage(e.limit, used, start), nil
 }
 
+// Release implements quota.Store: under the key's lock it subtracts n from the calls
+// used, down to zero, if the current cycle still starts at cycleStart.
+func (s *Store) Release(ctx context.Context, keyID string, n int64, cycleStart time.Time) error {
+	if n < 1 {
+		return fmt.Errorf("quota/memstore: release %d calls: n must be at least 1", n)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("quota/memstore: release: %w", err)
+	}
+	sh := s.shard(keyID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e, ok := sh.keys[keyID]
+	switch {
+	case !ok:
+		return quota.ErrNotFound
+	case e.revoked || !e.start.Equal(cycleStart):
+		return nil
+	}
+	e.used = max(e.used-n, 0)
+	return nil
+}
+
 // Usage returns the key's usage as a reservation at now would find it, before it
 // counts anything: a due cycle reads as a fresh one. It writes nothing. An unknown
 // key returns quota.ErrNotFound and a revoked one quota.ErrRevoked.

@@ -33,11 +33,15 @@ type Store struct {
 	db    *sqlx.DB
 	cycle time.Duration
 
-	// The two statements are prepared on first use, once the table exists, and
-	// live as long as db.
-	mu      sync.Mutex
-	reserve *sqlx.NamedStmt
-	read    *sqlx.NamedStmt
+	// The statements are prepared on first use, once the table exists, and live
+	// as long as db.
+	mu   sync.Mutex
+	stmt *prepared
+}
+
+// prepared holds the Store's prepared statements.
+type prepared struct {
+	reserve, read, release *sqlx.NamedStmt
 }
 
 var _ quota.Store = (*Store)(nil)
@@ -103,6 +107,18 @@ RETURNING monthly_call_limit, calls_used, cycle_start, quota_granted`
 const readSQL = `SELECT status, monthly_call_limit, calls_used, cycle_start
 FROM api_keys WHERE id = :id`
 
+// releaseSQL gives back :n calls in one statement, never below zero, and only in
+// the cycle that started at :start: a cycle restarted since matches no row, nor
+// does a revoked key. It is atomic for the reasons reserveSQL is.
+//
+// cycle_start is compared with :start as sqldb.T writes it, and with :legacy, the
+// same instant as CURRENT_TIMESTAMP writes it on SQLite ("2006-01-02 15:04:05"),
+// so that rows whose cycle_start came from the column default or from Bootstrap's
+// backfill match too; on PostgreSQL both parameters are the same timestamp.
+const releaseSQL = `UPDATE api_keys SET
+	calls_used = CASE WHEN calls_used >= :n THEN calls_used - :n ELSE 0 END
+WHERE id = :id AND status = 'active' AND cycle_start IN (:start, :legacy)`
+
 // maxN bounds n to what an INTEGER column holds on PostgreSQL; a limit is never
 // larger, so the bound changes no grant.
 const maxN = math.MaxInt32
@@ -112,24 +128,36 @@ const maxN = math.MaxInt32
 // or a cycle restarted by a replica whose clock is ahead).
 const attempts = 3
 
-// statements prepares the two statements on first use.
-func (s *Store) statements(ctx context.Context) (reserve, read *sqlx.NamedStmt, err error) {
+// statements prepares the statements on first use.
+func (s *Store) statements(ctx context.Context) (*prepared, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.reserve != nil {
-		return s.reserve, s.read, nil
+	if s.stmt != nil {
+		return s.stmt, nil
 	}
-	up, err := s.db.PrepareNamedContext(ctx, reserveSQL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("quota/sqlstore: prepare reserve: %w", err)
+	var st prepared
+	for _, p := range []struct {
+		name  string
+		query string
+		dst   **sqlx.NamedStmt
+	}{
+		{"reserve", reserveSQL, &st.reserve},
+		{"read", readSQL, &st.read},
+		{"release", releaseSQL, &st.release},
+	} {
+		stmt, err := s.db.PrepareNamedContext(ctx, p.query)
+		if err != nil {
+			for _, done := range []*sqlx.NamedStmt{st.reserve, st.read} {
+				if done != nil {
+					done.Close()
+				}
+			}
+			return nil, fmt.Errorf("quota/sqlstore: prepare %s: %w", p.name, err)
+		}
+		*p.dst = stmt
 	}
-	rd, err := s.db.PrepareNamedContext(ctx, readSQL)
-	if err != nil {
-		up.Close()
-		return nil, nil, fmt.Errorf("quota/sqlstore: prepare read: %w", err)
-	}
-	s.reserve, s.read = up, rd
-	return up, rd, nil
+	s.stmt = &st
+	return s.stmt, nil
 }
 
 // Reserve implements quota.Store in one UPDATE … RETURNING (see reserveSQL). When
@@ -141,7 +169,7 @@ func (s *Store) Reserve(ctx context.Context, keyID string, n int64, now time.Tim
 	if n < 1 {
 		return 0, quota.Usage{}, fmt.Errorf("quota/sqlstore: reserve %d calls: n must be at least 1", n)
 	}
-	reserve, read, err := s.statements(ctx)
+	st, err := s.statements(ctx)
 	if err != nil {
 		return 0, quota.Usage{}, err
 	}
@@ -156,32 +184,70 @@ func (s *Store) Reserve(ctx context.Context, keyID string, n int64, now time.Tim
 			limit, used, granted int64
 			start                sqldb.Time
 		)
-		err := reserve.QueryRowxContext(ctx, args).Scan(&limit, &used, &start, &granted)
+		err := st.reserve.QueryRowxContext(ctx, args).Scan(&limit, &used, &start, &granted)
 		if err == nil {
 			return granted, s.usage(limit, used, start.Time), nil
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return 0, quota.Usage{}, fmt.Errorf("quota/sqlstore: reserve: %w", err)
 		}
-		u, more, err := s.current(ctx, read, keyID, now)
+		u, more, err := s.current(ctx, st.read, keyID, now)
 		if err != nil || !more {
 			return 0, u, err
 		}
 	}
 	// The row kept changing under us; report it as refused rather than spin.
-	u, _, err := s.current(ctx, read, keyID, now)
+	u, _, err := s.current(ctx, st.read, keyID, now)
 	return 0, u, err
+}
+
+// Release implements quota.Store in one UPDATE (see releaseSQL). When it matches
+// no row, a read-only SELECT tells an unknown key (quota.ErrNotFound) from one that
+// is revoked or in another cycle (nil: nothing to give back).
+func (s *Store) Release(ctx context.Context, keyID string, n int64, cycleStart time.Time) error {
+	if n < 1 {
+		return fmt.Errorf("quota/sqlstore: release %d calls: n must be at least 1", n)
+	}
+	st, err := s.statements(ctx)
+	if err != nil {
+		return err
+	}
+	start := sqldb.T(cycleStart)
+	var legacy any = start
+	if start.Time.Equal(start.Time.Truncate(time.Second)) {
+		legacy = start.Time.Format(time.DateTime)
+	}
+	res, err := st.release.ExecContext(ctx, map[string]any{
+		"id":     keyID,
+		"n":      min(n, maxN),
+		"start":  start,
+		"legacy": legacy,
+	})
+	if err != nil {
+		return fmt.Errorf("quota/sqlstore: release: %w", err)
+	}
+	switch rows, err := res.RowsAffected(); {
+	case err != nil:
+		return fmt.Errorf("quota/sqlstore: release: %w", err)
+	case rows > 0:
+		return nil
+	}
+	_, _, err = s.current(ctx, st.read, keyID, cycleStart)
+	if errors.Is(err, quota.ErrRevoked) {
+		return nil
+	}
+	return err
 }
 
 // Usage returns the key's usage as a reservation at now would find it, before it
 // counts anything: a due cycle reads as a fresh one. It writes nothing. An unknown
 // key returns quota.ErrNotFound and a revoked one quota.ErrRevoked.
 func (s *Store) Usage(ctx context.Context, keyID string, now time.Time) (quota.Usage, error) {
-	_, read, err := s.statements(ctx)
+	st, err := s.statements(ctx)
 	if err != nil {
 		return quota.Usage{}, err
 	}
-	u, _, err := s.current(ctx, read, keyID, now)
+	u, _, err := s.current(ctx, st.read, keyID, now)
 	return u, err
 }
 

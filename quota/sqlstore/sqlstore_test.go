@@ -77,6 +77,11 @@ func (r *replicas) Reserve(ctx context.Context, keyID string, n int64, now time.
 	return s.Reserve(ctx, keyID, n, now)
 }
 
+func (r *replicas) Release(ctx context.Context, keyID string, n int64, cycleStart time.Time) error {
+	s := r.stores[r.next.Add(1)%uint64(len(r.stores))]
+	return s.Release(ctx, keyID, n, cycleStart)
+}
+
 func bootstrapped(t *testing.T, db *sqlx.DB, cycle time.Duration) *sqlstore.Store {
 	t.Helper()
 	s := sqlstore.New(db, sqlstore.Config{Cycle: cycle})
@@ -178,6 +183,14 @@ func TestBootstrapLegacyTable(t *testing.T) {
 		}
 		if d := now.Sub(u.CycleStart); d < -time.Minute || d > time.Minute {
 			t.Errorf("legacy row's cycle starts at %v, want about now (%v)", u.CycleStart, now)
+		}
+		// The backfilled cycle_start (CURRENT_TIMESTAMP text on SQLite) still
+		// matches the CycleStart that Reserve reported.
+		if err := s.Release(ctx, "old1", 1, u.CycleStart); err != nil {
+			t.Fatalf("Release on a legacy row: %v", err)
+		}
+		if u, err := s.Usage(ctx, "old1", now); err != nil || u.Used != 0 {
+			t.Errorf("legacy row after the release: usage %+v, err %v; want used 0", u, err)
 		}
 		if _, _, err := s.Reserve(ctx, "old2", 1, now); !errors.Is(err, quota.ErrRevoked) {
 			t.Errorf("Reserve on a revoked legacy row: err = %v, want ErrRevoked", err)

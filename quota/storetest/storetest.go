@@ -54,6 +54,11 @@ func Run(t *testing.T, newHarness func(t *testing.T, cycle time.Duration) Harnes
 		{"KeysIndependent", testKeysIndependent},
 		{"CustomCycle", testCustomCycle},
 		{"Usage", testUsage},
+		{"Release", testRelease},
+		{"ReleaseAfterRestart", testReleaseAfterRestart},
+		{"ReleaseNeverBelowZero", testReleaseNeverBelowZero},
+		{"ReleaseRevokedOrUnknown", testReleaseRevokedOrUnknown},
+		{"ConcurrentRelease", testConcurrentRelease},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -401,6 +406,167 @@ func testCustomCycle(t *testing.T, newHarness factory) {
 		wantUsage(t, fmt.Sprintf("step %d", i+1), u, 2, st.wantUsed, st.wantStart, cycle)
 		wantStored(t, h, "k", st.wantUsed, st.wantStart)
 	}
+}
+
+// testRelease: released calls count no more; a key refused at its limit is granted
+// again after a release.
+func testRelease(t *testing.T, newHarness factory) {
+	ctx := context.Background()
+	h := newHarness(t, 0)
+	h.Add("k", 3, base)
+	now := base.Add(day)
+	g, u, err := h.Store.Reserve(ctx, "k", 3, now)
+	if err != nil || g != 3 {
+		t.Fatalf("Reserve(3) on a limit of 3: granted %d, err %v", g, err)
+	}
+	if _, err := consume(t, h.Store, "k", now); !errors.Is(err, quota.ErrExceeded) {
+		t.Fatalf("Consume at the limit: err = %v, want ErrExceeded", err)
+	}
+	if err := h.Store.Release(ctx, "k", 2, u.CycleStart); err != nil {
+		t.Fatalf("Release(2): %v", err)
+	}
+	wantStored(t, h, "k", 1, base)
+	u, err = consume(t, h.Store, "k", now.Add(time.Minute))
+	if err != nil {
+		t.Fatalf("Consume after the release: %v", err)
+	}
+	wantUsage(t, "after releasing 2 of 3", u, 3, 2, base, quota.DefaultCycle)
+	for _, n := range []int64{0, -1} {
+		if err := h.Store.Release(ctx, "k", n, base); err == nil {
+			t.Errorf("Release(n=%d): nil error, want one", n)
+		}
+	}
+	wantStored(t, h, "k", 2, base)
+}
+
+// testReleaseAfterRestart: a release for a cycle that has restarted since gives
+// nothing back in the new one.
+func testReleaseAfterRestart(t *testing.T, newHarness factory) {
+	ctx := context.Background()
+	h := newHarness(t, 0)
+	h.Add("k", 5, base)
+	_, old, err := h.Store.Reserve(ctx, "k", 2, base.Add(day))
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := base.Add(quota.DefaultCycle)
+	if g, _, err := h.Store.Reserve(ctx, "k", 3, end); err != nil || g != 3 {
+		t.Fatalf("Reserve(3) opening the next cycle: granted %d, err %v", g, err)
+	}
+	if err := h.Store.Release(ctx, "k", 2, old.CycleStart); err != nil {
+		t.Fatalf("Release for the old cycle: %v", err)
+	}
+	wantStored(t, h, "k", 3, end)
+	if err := h.Store.Release(ctx, "k", 1, end); err != nil {
+		t.Fatalf("Release for the current cycle: %v", err)
+	}
+	wantStored(t, h, "k", 2, end)
+}
+
+func testReleaseNeverBelowZero(t *testing.T, newHarness factory) {
+	ctx := context.Background()
+	h := newHarness(t, 0)
+	h.Add("k", 5, base)
+	if g, _, err := h.Store.Reserve(ctx, "k", 2, base.Add(day)); err != nil || g != 2 {
+		t.Fatalf("Reserve(2): granted %d, err %v", g, err)
+	}
+	for _, n := range []int64{5, 1} {
+		if err := h.Store.Release(ctx, "k", n, base); err != nil {
+			t.Fatalf("Release(%d): %v", n, err)
+		}
+		wantStored(t, h, "k", 0, base)
+	}
+	if g, _, err := h.Store.Reserve(ctx, "k", 9, base.Add(day)); err != nil || g != 5 {
+		t.Errorf("Reserve(9) after over-releasing: granted %d, err %v; want the limit, 5", g, err)
+	}
+}
+
+// testReleaseRevokedOrUnknown: a revoked key gives nothing back and is no error;
+// an unknown one is ErrNotFound.
+func testReleaseRevokedOrUnknown(t *testing.T, newHarness factory) {
+	ctx := context.Background()
+	h := newHarness(t, 0)
+	h.Add("k", 5, base)
+	if _, err := consume(t, h.Store, "k", base.Add(day)); err != nil {
+		t.Fatal(err)
+	}
+	h.Revoke("k")
+	if err := h.Store.Release(ctx, "k", 1, base); err != nil {
+		t.Errorf("Release on a revoked key: %v, want nil", err)
+	}
+	wantStored(t, h, "k", 1, base)
+	for _, id := range []string{"nope", "", "K", "' OR 1=1 --"} {
+		if err := h.Store.Release(ctx, id, 1, base); !errors.Is(err, quota.ErrNotFound) {
+			t.Errorf("Release(%q): err = %v, want ErrNotFound", id, err)
+		}
+	}
+}
+
+// testConcurrentRelease: goroutines reserve one call each and half of those granted
+// give it back at once. At no moment are more calls held than the limit, and the
+// count ends at exactly what was granted and kept.
+func testConcurrentRelease(t *testing.T, newHarness factory) {
+	const (
+		limit   = 50
+		callers = 500
+	)
+	h := newHarness(t, 0)
+	h.Add("k", limit, base)
+	now := base.Add(day)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var (
+		wg                       sync.WaitGroup
+		start                    = make(chan struct{})
+		held, peak               atomic.Int64
+		granted, released, fails atomic.Int64
+	)
+	for i := range callers {
+		wg.Go(func() {
+			<-start
+			g, u, err := h.Store.Reserve(ctx, "k", 1, now)
+			if err != nil {
+				t.Errorf("Reserve: %v", err)
+				fails.Add(1)
+				return
+			}
+			if g == 0 {
+				return
+			}
+			granted.Add(1)
+			// held counts a grant once Reserve has returned it and stops counting
+			// it before Release starts, so it never exceeds what the store holds.
+			for v := held.Add(1); ; {
+				p := peak.Load()
+				if v <= p || peak.CompareAndSwap(p, v) {
+					break
+				}
+			}
+			if i%2 == 1 {
+				return
+			}
+			held.Add(-1)
+			if err := h.Store.Release(ctx, "k", 1, u.CycleStart); err != nil {
+				t.Errorf("Release: %v", err)
+				fails.Add(1)
+				return
+			}
+			released.Add(1)
+		})
+	}
+	close(start)
+	wg.Wait()
+	if fails.Load() > 0 {
+		t.Fatalf("%d calls failed", fails.Load())
+	}
+	if p := peak.Load(); p > limit {
+		t.Errorf("%d grants were held at once, more than the limit of %d", p, limit)
+	}
+	if granted.Load() < limit {
+		t.Errorf("granted %d, want at least the limit of %d", granted.Load(), limit)
+	}
+	wantStored(t, h, "k", granted.Load()-released.Load(), base)
+	t.Logf("granted %d, released %d, peak held %d", granted.Load(), released.Load(), peak.Load())
 }
 
 // UsageReader is implemented by stores that can report a key's usage without
