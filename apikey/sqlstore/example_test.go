@@ -10,14 +10,13 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/releaseradar/tollgate/apikey"
 	"github.com/releaseradar/tollgate/apikey/sqlstore"
-	"github.com/releaseradar/tollgate/internal/sqldb"
 	_ "modernc.org/sqlite" // the application, not the store, picks the driver
 )
 
 func Example() {
 	dir, _ := os.MkdirTemp("", "sqlstore-example")
 	defer os.RemoveAll(dir)
-	db := sqlx.MustOpen("sqlite", sqldb.SQLiteDSN(filepath.Join(dir, "keys.db")))
+	db := sqlx.MustOpen("sqlite", "file:"+filepath.Join(dir, "keys.db")+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_txlock=immediate")
 	defer db.Close()
 
 	ctx := context.Background()

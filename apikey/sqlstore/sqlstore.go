@@ -2,8 +2,10 @@
 // or SQLite (modernc.org/sqlite) database, through sqlx.
 //
 // The package imports no driver: open the database with the driver of your choice
-// (SQLite through sqldb.SQLiteDSN, so that write transactions begin immediately and
-// wait on a busy timeout) and pass the handle to New.
+// and pass the handle to New. For SQLite (modernc.org/sqlite) use WAL, a busy timeout
+// and immediate write transactions, as in
+//
+//	file:app.db?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_txlock=immediate
 package sqlstore
 
 import (

@@ -12,14 +12,13 @@ import (
 	"github.com/releaseradar/tollgate/apikey"
 	"github.com/releaseradar/tollgate/entitlement"
 	"github.com/releaseradar/tollgate/entitlement/sqlstore"
-	"github.com/releaseradar/tollgate/internal/sqldb"
 	_ "modernc.org/sqlite" // the application, not the store, picks the driver
 )
 
 func Example() {
 	dir, _ := os.MkdirTemp("", "entitlement-example")
 	defer os.RemoveAll(dir)
-	db := sqlx.MustOpen("sqlite", sqldb.SQLiteDSN(filepath.Join(dir, "billing.db")))
+	db := sqlx.MustOpen("sqlite", "file:"+filepath.Join(dir, "billing.db")+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_txlock=immediate")
 	defer db.Close()
 
 	ctx := context.Background()

@@ -4,7 +4,10 @@
 // it issues or revokes.
 //
 // The package imports no driver: open the database with the driver of your choice
-// (SQLite through sqldb.SQLiteDSN) and pass the handle to New.
+// and pass the handle to New. For SQLite (modernc.org/sqlite) use WAL, a busy timeout
+// and immediate write transactions, as in
+//
+//	file:app.db?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_txlock=immediate
 package sqlstore
 
 import (
