@@ -673,7 +673,7 @@ func acceptance(t *testing.T, bin string, env []string) string {
 		for _, want := range []string{
 			`releaseradar_http_requests_total{method="GET",plan="pro",route="/events/search",status="200"}`,
 			`releaseradar_quota_refusals_total{plan="pro"} 1`,
-			`releaseradar_ratelimit_refusals_total{plan="pro"} 80`,
+			`tollgate_ratelimit_decisions_total{kind="key",plan="pro",result="limited"} 80`,
 			`releaseradar_webhook_events_total{outcome="granted",type="customer.subscription.created"} 1`,
 			`releaseradar_http_request_duration_seconds_bucket`,
 			`tollgate_ratelimit_decisions_total`,

@@ -76,8 +76,6 @@ func (e *errorWriter) write(w http.ResponseWriter, r *http.Request, err error) {
 			detail = marketDetail(err, detail)
 		case quota.ErrExceeded:
 			e.obs.quotaRefusal(planOf(r))
-		case ratelimit.ErrLimited:
-			e.obs.burstRefusal(planOf(r))
 		case ratelimit.ErrUnavailable:
 			e.log.ErrorContext(r.Context(), "request refused: burst limiter unavailable", "path", logPath(r.URL.Path), "err", err)
 		}

@@ -27,7 +27,6 @@ type observer struct {
 	requests      *prometheus.CounterVec
 	latency       *prometheus.HistogramVec
 	quotaRefused  *prometheus.CounterVec
-	burstRefused  *prometheus.CounterVec
 	webhookEvents *prometheus.CounterVec
 }
 
@@ -58,10 +57,6 @@ func newObserver(log *slog.Logger, plans []string, reg prometheus.Registerer) *o
 			Name: "releaseradar_quota_refusals_total",
 			Help: "Requests refused because the key's monthly quota was spent, by plan.",
 		}, []string{"plan"}),
-		burstRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "releaseradar_ratelimit_refusals_total",
-			Help: "Requests refused by the burst limit, by plan (public for anonymous callers).",
-		}, []string{"plan"}),
 		webhookEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "releaseradar_webhook_events_total",
 			Help: "Stripe webhook events by type and outcome.",
@@ -70,9 +65,8 @@ func newObserver(log *slog.Logger, plans []string, reg prometheus.Registerer) *o
 	for _, p := range plans {
 		o.plans[p] = true
 		o.quotaRefused.WithLabelValues(p)
-		o.burstRefused.WithLabelValues(p)
 	}
-	reg.MustRegister(o.requests, o.latency, o.quotaRefused, o.burstRefused, o.webhookEvents,
+	reg.MustRegister(o.requests, o.latency, o.quotaRefused, o.webhookEvents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return o
 }
@@ -100,9 +94,6 @@ func (o *observer) webhookEvent(eventType, outcome string) {
 
 // quotaRefusal counts a request refused for its monthly quota.
 func (o *observer) quotaRefusal(plan string) { o.quotaRefused.WithLabelValues(o.planLabel(plan)).Inc() }
-
-// burstRefusal counts a request refused by the burst limit.
-func (o *observer) burstRefusal(plan string) { o.burstRefused.WithLabelValues(o.planLabel(plan)).Inc() }
 
 // reqInfo collects what inner handlers learn about a request for the access log.
 type reqInfo struct {

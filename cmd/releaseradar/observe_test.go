@@ -174,18 +174,12 @@ func TestErrorTable(t *testing.T) {
 			if tc.status == 500 && !strings.Contains(buf.String(), "request failed") {
 				t.Fatalf("an unexpected error was not logged: %q", buf.String())
 			}
-			wantQuota, wantBurst := 0.0, 0.0
-			switch {
-			case errors.Is(tc.err, quota.ErrExceeded):
+			wantQuota := 0.0
+			if errors.Is(tc.err, quota.ErrExceeded) {
 				wantQuota = 1
-			case errors.Is(tc.err, ratelimit.ErrLimited):
-				wantBurst = 1
 			}
 			if got := testutil.ToFloat64(o.quotaRefused.WithLabelValues("team")); got != wantQuota {
 				t.Errorf("quota refusals = %v, want %v", got, wantQuota)
-			}
-			if got := testutil.ToFloat64(o.burstRefused.WithLabelValues("team")); got != wantBurst {
-				t.Errorf("burst refusals = %v, want %v", got, wantBurst)
 			}
 		})
 	}
