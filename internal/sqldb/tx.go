@@ -1,0 +1,123 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Querier is what a store runs statements on: a *sqlx.DB or a *sqlx.Tx.
+type Querier interface {
+	sqlx.ExtContext
+	GetContext(ctx context.Context, dest any, query string, args ...any) error
+	SelectContext(ctx context.Context, dest any, query string, args ...any) error
+}
+
+// Transactions travel in the context, so that stores of different packages on one
+// database (api keys, quotas, billing state) join one transaction without
+// importing each other: Atomic begins it, and every store method called with the
+// context it hands over runs its statements inside it.
+type txKey struct{}
+
+type ctxTx struct {
+	db *sql.DB
+	tx *sqlx.Tx
+}
+
+// InTx returns the transaction ctx carries on db, if any.
+func InTx(ctx context.Context, db *sqlx.DB) (*sqlx.Tx, bool) {
+	if t, ok := ctx.Value(txKey{}).(ctxTx); ok && t.db == db.DB {
+		return t.tx, true
+	}
+	return nil, false
+}
+
+// Q returns what a statement on db runs on: the transaction ctx carries on db, or
+// db itself.
+func Q(ctx context.Context, db *sqlx.DB) Querier {
+	if tx, ok := InTx(ctx, db); ok {
+		return tx
+	}
+	return db
+}
+
+// Atomic runs fn in a transaction on db and commits it when fn returns nil; an
+// error from fn rolls it back and is returned as it is. If ctx already carries a
+// transaction on db, fn runs inside that one (the outer caller commits). fn's
+// context carries the transaction: pass it to every store call that must be part
+// of it. On SQLite Atomic holds the database's write lock (see Write) throughout.
+func Atomic(ctx context.Context, db *sqlx.DB, fn func(ctx context.Context) error) error {
+	if _, ok := InTx(ctx, db); ok {
+		return fn(ctx)
+	}
+	unlock := lockWrites(db)
+	defer unlock()
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqldb: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if err := fn(context.WithValue(ctx, txKey{}, ctxTx{db: db.DB, tx: tx})); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqldb: commit: %w", err)
+	}
+	return nil
+}
+
+// Write runs fn, which writes through q, outside any transaction of ctx's or inside
+// it. On SQLite, one process writes at a time: outside a transaction Write holds the
+// database's write lock while fn runs, so that writers queue in Go rather than in
+// SQLite's busy handler (which sleeps up to 100 ms a try), while readers go on in
+// parallel on the pool's other connections (WAL).
+func Write(ctx context.Context, db *sqlx.DB, fn func(q Querier) error) error {
+	if tx, ok := InTx(ctx, db); ok {
+		return fn(tx)
+	}
+	unlock := lockWrites(db)
+	defer unlock()
+	return fn(db)
+}
+
+// writeLocks holds one mutex per SQLite pool. Pools are few and live as long as the
+// process, so entries are never removed.
+var writeLocks sync.Map // *sql.DB → *sync.Mutex
+
+func lockWrites(db *sqlx.DB) (unlock func()) {
+	if IsPostgres(db) {
+		return func() {}
+	}
+	m, _ := writeLocks.LoadOrStore(db.DB, new(sync.Mutex))
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// Pool sizes Tune sets on a pool left at database/sql's defaults (no limit).
+const (
+	// PostgresConns bounds a PostgreSQL pool: with no bound, 500 racing requests
+	// opened connections until the server refused them (max_connections 100).
+	PostgresConns = 16
+	// SQLiteConns is the size of a SQLite pool: one writer at a time (see Write)
+	// and readers beside it.
+	SQLiteConns = 4
+)
+
+// Tune gives db the pool sizes the stores are built for, unless the application
+// has bounded the pool itself (db.Stats().MaxOpenConnections > 0): PostgresConns
+// or SQLiteConns open connections, as many kept idle.
+func Tune(db *sqlx.DB) {
+	if db.Stats().MaxOpenConnections > 0 {
+		return
+	}
+	n := SQLiteConns
+	if IsPostgres(db) {
+		n = PostgresConns
+	}
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+}
