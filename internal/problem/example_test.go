@@ -2,15 +2,17 @@ package problem_test
 
 import (
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 
 	"github.com/releaseradar/tollgate/internal/problem"
 )
 
-func ExampleWrite() {
+// A package declares its sentinel with a row of the table; any writer answers it
+// the same way, wrapped or not.
+func ExampleWriteError() {
+	errExceeded := problem.New(problem.QuotaExceeded, "quota: monthly API quota exceeded")
 	w := httptest.NewRecorder()
-	problem.Write(w, http.StatusTooManyRequests, "Monthly API quota exceeded")
+	problem.WriteError(w, fmt.Errorf("key_123: %w", errExceeded))
 	fmt.Println(w.Code, w.Header().Get("Content-Type"))
 	fmt.Print(w.Body.String())
 	// Output:

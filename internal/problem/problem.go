@@ -28,7 +28,8 @@ type Details struct {
 // Code names one row of the table.
 type Code uint8
 
-// The table's rows. Unavailable is also the answer to errors outside the table.
+// The table's rows. Unavailable is also the answer to errors outside the table;
+// Internal is only for a handler that panicked.
 const (
 	Unavailable Code = iota
 	MissingKey
@@ -60,6 +61,7 @@ const (
 	Invalid
 	NotFound
 	Canceled
+	Internal
 	numCodes
 )
 
@@ -101,6 +103,7 @@ var table = [numCodes]row{
 	Invalid:               {http.StatusBadRequest, "Invalid request"},
 	NotFound:              {http.StatusNotFound, "Not found"},
 	Canceled:              {http.StatusServiceUnavailable, "Request canceled"},
+	Internal:              {http.StatusInternalServerError, "Internal server error"},
 }
 
 // Error is a sentinel error with a row of the table. Compare it with errors.Is; its

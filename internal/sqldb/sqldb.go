@@ -124,60 +124,72 @@ type Table struct {
 
 // Bootstrap creates the tables that are missing, adds the columns that an existing
 // table lacks (existing rows get the column's default) and creates missing indexes.
-// It is idempotent and safe to run from several processes at once: on PostgreSQL it
-// runs in one transaction under an advisory lock.
+// It is idempotent and safe to run from several processes at once: it runs in one
+// transaction (ctx's, if it carries one on db) under the schema lock (LockSchema).
 func Bootstrap(ctx context.Context, db *sqlx.DB, tables ...Table) error {
-	tx, err := db.BeginTxx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqldb: bootstrap: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	pg := IsPostgres(db)
-	if pg {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7406346347112501)`); err != nil {
-			return fmt.Errorf("sqldb: bootstrap lock: %w", err)
-		}
-	}
-	for _, t := range tables {
-		if _, err := tx.ExecContext(ctx, t.Create); err != nil {
-			return fmt.Errorf("sqldb: create %s: %w", t.Name, err)
-		}
-		have, err := columns(ctx, tx, t.Name)
-		if err != nil {
+	return Atomic(ctx, db, func(ctx context.Context) error {
+		if err := LockSchema(ctx, db); err != nil {
 			return err
 		}
-		for _, c := range t.Columns {
-			if have[strings.ToLower(c.Name)] {
-				continue
+		tx := Q(ctx, db)
+		pg := IsPostgres(db)
+		for _, t := range tables {
+			if _, err := tx.ExecContext(ctx, t.Create); err != nil {
+				return fmt.Errorf("sqldb: create %s: %w", t.Name, err)
 			}
-			def := c.Def
-			if !pg && c.SQLiteDef != "" {
-				def = c.SQLiteDef
+			have, err := Columns(ctx, tx, t.Name)
+			if err != nil {
+				return err
 			}
-			if _, err := tx.ExecContext(ctx, "ALTER TABLE "+t.Name+" ADD COLUMN "+c.Name+" "+def); err != nil {
-				return fmt.Errorf("sqldb: add %s.%s: %w", t.Name, c.Name, err)
+			for _, c := range t.Columns {
+				if have[strings.ToLower(c.Name)] {
+					continue
+				}
+				def := c.Def
+				if !pg && c.SQLiteDef != "" {
+					def = c.SQLiteDef
+				}
+				if _, err := tx.ExecContext(ctx, "ALTER TABLE "+t.Name+" ADD COLUMN "+c.Name+" "+def); err != nil {
+					return fmt.Errorf("sqldb: add %s.%s: %w", t.Name, c.Name, err)
+				}
+				if !pg && c.SQLiteBackfill != "" {
+					if _, err := tx.ExecContext(ctx, "UPDATE "+t.Name+" SET "+c.Name+" = "+c.SQLiteBackfill); err != nil {
+						return fmt.Errorf("sqldb: backfill %s.%s: %w", t.Name, c.Name, err)
+					}
+				}
 			}
-			if !pg && c.SQLiteBackfill != "" {
-				if _, err := tx.ExecContext(ctx, "UPDATE "+t.Name+" SET "+c.Name+" = "+c.SQLiteBackfill); err != nil {
-					return fmt.Errorf("sqldb: backfill %s.%s: %w", t.Name, c.Name, err)
+			for _, ix := range t.Indexes {
+				if _, err := tx.ExecContext(ctx, ix); err != nil {
+					return fmt.Errorf("sqldb: index on %s: %w", t.Name, err)
 				}
 			}
 		}
-		for _, ix := range t.Indexes {
-			if _, err := tx.ExecContext(ctx, ix); err != nil {
-				return fmt.Errorf("sqldb: index on %s: %w", t.Name, err)
-			}
-		}
+		return nil
+	})
+}
+
+// schemaLock is the PostgreSQL advisory lock every schema change of tollgate's
+// stores takes, so that replicas starting together change the schema one after
+// another.
+const schemaLock = 7406346347112501
+
+// LockSchema takes the schema lock in the transaction ctx carries on db (call it
+// inside Atomic); it is released when the transaction ends. On SQLite the
+// transaction's write lock serializes schema changes already, and LockSchema does
+// nothing.
+func LockSchema(ctx context.Context, db *sqlx.DB) error {
+	if !IsPostgres(db) {
+		return nil
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqldb: bootstrap commit: %w", err)
+	if _, err := Q(ctx, db).ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLock)); err != nil {
+		return fmt.Errorf("sqldb: schema lock: %w", err)
 	}
 	return nil
 }
 
-// columns returns the lower-cased column names of table, read portably from an
+// Columns returns the lower-cased column names of table, read portably from an
 // empty result set.
-func columns(ctx context.Context, q sqlx.QueryerContext, table string) (map[string]bool, error) {
+func Columns(ctx context.Context, q sqlx.QueryerContext, table string) (map[string]bool, error) {
 	rows, err := q.QueryContext(ctx, "SELECT * FROM "+table+" WHERE 1=0")
 	if err != nil {
 		return nil, fmt.Errorf("sqldb: columns of %s: %w", table, err)
@@ -192,56 +204,4 @@ func columns(ctx context.Context, q sqlx.QueryerContext, table string) (map[stri
 		have[strings.ToLower(n)] = true
 	}
 	return have, rows.Err()
-}
-
-// KeysTable is the api_keys table that apikey/sqlstore and quota/sqlstore share.
-// quota_granted records how many calls the last reservation granted, so that a
-// reservation is one UPDATE … RETURNING on both databases.
-var KeysTable = Table{
-	Name: "api_keys",
-	Create: `CREATE TABLE IF NOT EXISTS api_keys (
-	id TEXT PRIMARY KEY,
-	user_id TEXT NOT NULL,
-	key_hash TEXT NOT NULL UNIQUE,
-	key_prefix TEXT NOT NULL DEFAULT '',
-	key_last4 TEXT NOT NULL DEFAULT '',
-	plan TEXT NOT NULL DEFAULT 'pro',
-	status TEXT NOT NULL DEFAULT 'active',
-	monthly_call_limit INTEGER NOT NULL DEFAULT 10000,
-	calls_used INTEGER NOT NULL DEFAULT 0,
-	cycle_start TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
-	quota_granted INTEGER NOT NULL DEFAULT 0,
-	created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
-	last_used_at TIMESTAMP NULL,
-	revoked_at TIMESTAMP NULL,
-	revoke_reason TEXT NOT NULL DEFAULT ''
-)`,
-	Columns: []Column{
-		{Name: "key_prefix", Def: "TEXT NOT NULL DEFAULT ''"},
-		{Name: "key_last4", Def: "TEXT NOT NULL DEFAULT ''"},
-		{Name: "plan", Def: "TEXT NOT NULL DEFAULT 'pro'"},
-		{Name: "status", Def: "TEXT NOT NULL DEFAULT 'active'"},
-		{Name: "monthly_call_limit", Def: "INTEGER NOT NULL DEFAULT 10000"},
-		{Name: "calls_used", Def: "INTEGER NOT NULL DEFAULT 0"},
-		{
-			Name:           "cycle_start",
-			Def:            "TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP",
-			SQLiteDef:      "TIMESTAMP NOT NULL DEFAULT '1970-01-01 00:00:00'",
-			SQLiteBackfill: "CURRENT_TIMESTAMP",
-		},
-		{Name: "quota_granted", Def: "INTEGER NOT NULL DEFAULT 0"},
-		{
-			Name:           "created_at",
-			Def:            "TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP",
-			SQLiteDef:      "TIMESTAMP NOT NULL DEFAULT '1970-01-01 00:00:00'",
-			SQLiteBackfill: "CURRENT_TIMESTAMP",
-		},
-		{Name: "last_used_at", Def: "TIMESTAMP NULL"},
-		{Name: "revoked_at", Def: "TIMESTAMP NULL"},
-		{Name: "revoke_reason", Def: "TEXT NOT NULL DEFAULT ''"},
-	},
-	Indexes: []string{
-		`CREATE UNIQUE INDEX IF NOT EXISTS api_keys_one_active ON api_keys (user_id) WHERE status = 'active'`,
-		`CREATE INDEX IF NOT EXISTS api_keys_user ON api_keys (user_id)`,
-	},
 }

@@ -123,7 +123,7 @@ func TestBootstrapConcurrent(t *testing.T) {
 	errs := make(chan error, 4)
 	for range 4 {
 		db := testenv.OpenPostgres(t, url)
-		go func() { errs <- sqldb.Bootstrap(context.Background(), db, sqldb.KeysTable, legacy) }()
+		go func() { errs <- sqldb.Bootstrap(context.Background(), db, legacy) }()
 	}
 	for range 4 {
 		if err := <-errs; err != nil {
