@@ -1,8 +1,20 @@
-// Package apikey issues API keys, stores them only as SHA-256 hashes, and
-// authenticates requests that carry them.
+// Package apikey issues API keys, keeps them only as SHA-256 hashes, and turns the
+// raw key a request carries into the Principal that made it.
 //
-// A raw key exists only in the value Generate returns: stores keep its hex SHA-256
-// hash, its prefix and its last four characters (for masking), never the key.
+// A raw key exists only in the value Generate or New returns: a Store keeps its
+// lower-case hex SHA-256 (Key.Hash), its prefix and its last four characters (for
+// masking), never the key itself. An Authenticator looks raw keys up in a Store;
+// NewContext and FromContext carry the resulting Principal through a request, and
+// Capture lets code that runs before authentication (an access log) read it too.
+//
+// Each user has at most one active key. A key spends the quota its QuotaID names
+// (package quota keeps the counters); Store.Rotate hands the quota on to the
+// successor, so rotating a key never resets its usage.
+//
+// apikey writes no HTTP answers: its errors are sentinels of tollgate's problem
+// table, answered by the gate (401 ErrMissing, 403 ErrInvalid, 402
+// ErrUpgradeRequired, 409 ErrActiveExists and ErrNoActiveKey, 404 ErrNotFound);
+// any other error from a Store is a failed dependency (503).
 package apikey
 
 import (
@@ -12,61 +24,72 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"sync/atomic"
 	"time"
+
+	"github.com/releaseradar/tollgate/internal/problem"
 )
 
-// Prefix starts every key Generate returns, so leaked keys are recognisable to
-// secret scanners and to people.
-const Prefix = "rr_live_"
+// DefaultPrefix starts every key that Generate and New return when given no prefix
+// of their own. An application picks a prefix that names it (say "acme_live_"), so
+// that leaked keys are recognisable to secret scanners and to people.
+const DefaultPrefix = "tk_"
 
 // Status is a key's lifecycle state.
 type Status string
 
-// Key statuses.
+// Key statuses. A key is created active (or, when imported, revoked) and, once
+// revoked, stays revoked.
 const (
 	StatusActive  Status = "active"
 	StatusRevoked Status = "revoked"
 )
 
-// Sentinel errors. Stores wrap backend errors with %w and return these as they are,
-// so callers match them with errors.Is.
+// Sentinel errors, matched with errors.Is. Stores return them as they are and wrap
+// backend errors with %w and their package prefix; an error that matches none of
+// these is a failed dependency.
 var (
-	// ErrNotFound: no key has that hash or ID.
-	ErrNotFound = errors.New("apikey: key not found")
-	// ErrRevoked: the key exists but is revoked.
-	ErrRevoked = errors.New("apikey: key revoked")
-	// ErrActiveExists: the user already has an active key; each user has at most one.
-	ErrActiveExists = errors.New("apikey: user already has an active key")
-	// ErrNoActiveKey: Rotate found no active key for the user.
-	ErrNoActiveKey = errors.New("apikey: user has no active key")
+	// ErrNotFound: no key has that hash or ID (HTTP 404 where a client names a key).
+	ErrNotFound = problem.New(problem.KeyNotFound, "apikey: key not found")
+	// ErrRevoked: the key exists but is revoked. Authenticate returns it wrapped
+	// together with ErrInvalid, whose answer (403) it shares.
+	ErrRevoked = problem.New(problem.InvalidKey, "apikey: key revoked")
+	// ErrActiveExists: Create was given an active key for a user who already has
+	// one; each user has at most one (HTTP 409).
+	ErrActiveExists = problem.New(problem.ActiveKeyExists, "apikey: user already has an active key")
+	// ErrNoActiveKey: Rotate found no active key for the user (HTTP 409).
+	ErrNoActiveKey = problem.New(problem.NoActiveKey, "apikey: user has no active key")
 	// ErrMissing: the request carried no key (HTTP 401).
-	ErrMissing = errors.New("apikey: missing x-api-key")
-	// ErrInvalid: the request's key is unknown or revoked (HTTP 403).
-	ErrInvalid = errors.New("apikey: invalid or revoked API key")
-	// ErrUpgradeRequired: the key's plan ranks below the route's (HTTP 402).
-	ErrUpgradeRequired = errors.New("apikey: upgrade required for this endpoint")
+	ErrMissing = problem.New(problem.MissingKey, "apikey: missing x-api-key")
+	// ErrInvalid: the request's key is malformed, unknown or revoked (HTTP 403).
+	ErrInvalid = problem.New(problem.InvalidKey, "apikey: invalid or revoked API key")
+	// ErrUpgradeRequired: the key's plan ranks below the one a route requires
+	// (HTTP 402). apikey knows no ranks and never returns it; the gate does.
+	ErrUpgradeRequired = problem.New(problem.UpgradeRequired, "apikey: upgrade required for this endpoint")
 )
 
-// Key is a stored API key. It never holds the raw key.
+// Key is a stored API key. It never holds the raw key. The zero value is no key;
+// New returns one ready for Store.Create.
 type Key struct {
 	ID     string `db:"id" json:"id"`
 	UserID string `db:"user_id" json:"user_id"`
-	// Hash is the lower-case hex SHA-256 of the whole raw key.
+	// Hash is the lower-case hex SHA-256 of the whole raw key (Hash).
 	Hash string `db:"key_hash" json:"-"`
 	// KeyPrefix and Last4 are kept for masking: the raw key's prefix and its last
 	// four characters.
 	KeyPrefix string `db:"key_prefix" json:"-"`
 	Last4     string `db:"key_last4" json:"-"`
-	Plan      string `db:"plan" json:"plan"`
-	Status    Status `db:"status" json:"status"`
-	// MonthlyCallLimit, CallsUsed and CycleStart are the key's quota as the quota
-	// package keeps it; stores report the values current at read time.
-	MonthlyCallLimit int64     `db:"monthly_call_limit" json:"monthly_call_limit"`
-	CallsUsed        int64     `db:"calls_used" json:"calls_used"`
-	CycleStart       time.Time `db:"cycle_start" json:"cycle_start"`
-	CreatedAt        time.Time `db:"created_at" json:"created_at"`
-	// LastUsedAt and RevokedAt are zero when the key was never used or revoked.
-	// quota/sqlstore sets last_used_at in the same statement that counts a call.
+	// Plan names the key's plan; apikey gives plan names no meaning.
+	Plan   string `db:"plan" json:"plan"`
+	Status Status `db:"status" json:"status"`
+	// QuotaID names the quota the key spends (package quota): its own ID for a new
+	// key; a successor made by Rotate keeps its predecessor's, so rotation never
+	// resets usage and never copies counters. Stores never report it empty.
+	QuotaID   string    `db:"quota_id" json:"-"`
+	CreatedAt time.Time `db:"created_at" json:"created_at"`
+	// LastUsedAt is when the key was last used, as Create was given it: no Store
+	// method updates it. RevokedAt is when the key was revoked. Each is zero when
+	// unknown or not yet.
 	LastUsedAt   time.Time `db:"last_used_at" json:"last_used_at,omitzero"`
 	RevokedAt    time.Time `db:"revoked_at" json:"revoked_at,omitzero"`
 	RevokeReason string    `db:"revoke_reason" json:"revoke_reason,omitempty"`
@@ -78,18 +101,23 @@ func (k Key) Masked() string { return Mask(k.Last4) }
 // Active reports whether the key is active.
 func (k Key) Active() bool { return k.Status == StatusActive }
 
-// Store keeps keys. Implementations are safe for concurrent use. Every method takes
-// the context first; times are passed in, so callers control the clock.
+// Store keeps keys. Implementations are safe for concurrent use and agree on every
+// point below (package storetest checks them). Every method takes the context
+// first; times are passed in, so callers control the clock, and are stored in UTC
+// at microsecond precision. A SQL store runs its statements in the transaction
+// ctx carries, if any (see apikey/sqlstore).
 type Store interface {
-	// Create stores k as given. An empty k.ID is filled with a new ID; an empty
-	// Status means active. It returns ErrActiveExists if k is active and its user
-	// already has an active key.
+	// Create stores k and completes it in place: an empty ID gets NewID(), an
+	// empty QuotaID the key's ID, an empty Status means active. k must have a
+	// user, a hash and a creation time. It returns ErrActiveExists if k is active
+	// and its user already has an active key, and an error (not ErrActiveExists)
+	// if a key with k's ID or hash is stored already.
 	Create(ctx context.Context, k *Key) error
 
 	// ByHash returns the key whose hash is hash, active or revoked, or ErrNotFound.
 	ByHash(ctx context.Context, hash string) (Key, error)
 
-	// ByID returns the key with that ID, or ErrNotFound.
+	// ByID returns the key with that ID, active or revoked, or ErrNotFound.
 	ByID(ctx context.Context, id string) (Key, error)
 
 	// ListByUser returns the user's keys, newest first; none is an empty slice and
@@ -101,52 +129,68 @@ type Store interface {
 	// ErrNotFound.
 	Revoke(ctx context.Context, id, reason string, now time.Time) error
 
-	// RevokeUser revokes every active key of the user and returns how many it
-	// revoked (0 and no error when there were none).
-	RevokeUser(ctx context.Context, userID, reason string, now time.Time) (int, error)
+	// RevokeUser revokes every active key of the user at now, recording reason,
+	// and returns the keys it revoked, as they now are, so that a caller can drop
+	// them from its caches; none is an empty slice and no error.
+	RevokeUser(ctx context.Context, userID, reason string, now time.Time) ([]Key, error)
 
-	// Rotate revokes the user's active key and creates next in its place, with the
-	// old key's plan and monthly_call_limit, in one atomic step: no reader sees
-	// zero or two active keys. next must carry the new hash, prefix and last four;
-	// the store fills the rest and returns the revoked key. ErrNoActiveKey if the
-	// user has no active key.
+	// Rotate revokes the user's active key and stores next in its place, in one
+	// atomic step: no reader sees zero or two active keys. next must carry the new
+	// hash, prefix and last four; the store fills in the rest (an empty ID gets a
+	// new one) and returns the revoked key. The successor is active, created at
+	// now, and keeps the old key's Plan and QuotaID, so it spends the same quota:
+	// rotating never hands out a fresh monthly allowance. It returns
+	// ErrNoActiveKey, changing nothing, if the user has no active key.
 	//
-	// The successor also keeps the old key's calls_used and cycle_start: a fresh
-	// quota on rotation would let anyone reset their monthly allowance at will.
 	// Concurrent rotations for one user take effect one after another and all
 	// succeed, each revoking the key the previous one created.
 	Rotate(ctx context.Context, userID string, next *Key, now time.Time) (old Key, err error)
+
+	// Touch records when keys were last used: for each key ID in used, its
+	// LastUsedAt becomes the given time unless it is later already. Unknown IDs
+	// are skipped. The gate calls it in batches, never once a request.
+	Touch(ctx context.Context, used map[string]time.Time) error
 }
 
-// Generate returns a new raw key and its hash. The key is Prefix followed by 43
-// URL-safe base64 characters from crypto/rand (256 bits).
-func Generate() (raw, hash string, err error) {
+// Generate returns a new raw key and its hash. The key is prefix followed by 43
+// URL-safe base64 characters from crypto/rand (256 bits); an empty prefix means
+// DefaultPrefix. A prefix holding anything but printable ASCII is an error, since
+// Authenticate would refuse every key made with it.
+func Generate(prefix string) (raw, hash string, err error) {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if !printableASCII(prefix) {
+		return "", "", errors.New("apikey: key prefix holds characters other than printable ASCII")
+	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", "", err
 	}
-	raw = Prefix + base64.RawURLEncoding.EncodeToString(b[:])
+	raw = prefix + base64.RawURLEncoding.EncodeToString(b[:])
 	return raw, Hash(raw), nil
 }
 
-// New generates a raw key and a Key for userID that holds its hash, prefix and last
-// four characters, ready for Store.Create. The caller shows raw once and drops it.
-func New(userID, plan string, limit int64, now time.Time) (raw string, k Key, err error) {
-	raw, hash, err := Generate()
+// New generates a raw key (see Generate) and an active Key for userID on plan that
+// holds its hash, prefix and last four characters, created at now in UTC, ready
+// for Store.Create (which fills in ID and QuotaID). The caller shows raw once and
+// drops it.
+func New(prefix, userID, plan string, now time.Time) (raw string, k Key, err error) {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	raw, hash, err := Generate(prefix)
 	if err != nil {
 		return "", Key{}, err
 	}
-	now = now.UTC()
 	return raw, Key{
-		UserID:           userID,
-		Hash:             hash,
-		KeyPrefix:        Prefix,
-		Last4:            raw[len(raw)-4:],
-		Plan:             plan,
-		Status:           StatusActive,
-		MonthlyCallLimit: limit,
-		CycleStart:       now,
-		CreatedAt:        now,
+		UserID:    userID,
+		Hash:      hash,
+		KeyPrefix: prefix,
+		Last4:     raw[len(raw)-4:],
+		Plan:      plan,
+		Status:    StatusActive,
+		CreatedAt: now.UTC(),
 	}, nil
 }
 
@@ -159,33 +203,69 @@ func Hash(raw string) string {
 // Mask returns "****…" followed by last4, the form in which a key may be shown.
 func Mask(last4 string) string { return "****…" + last4 }
 
-// NewID returns a new random key ID ("key_" and 24 hex characters).
+// NewID returns a new random key ID: "key_" and 24 hex characters.
 func NewID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return "key_" + hex.EncodeToString(b[:])
 }
 
-// Principal is the authenticated key that the middleware puts in the request
-// context. It carries no raw key.
+// Principal is an authenticated key, as Authenticate returns it and a request's
+// context carries it. It holds no raw key. The zero value is no principal.
 type Principal struct {
 	KeyID  string
 	UserID string
 	// Hash is the key's hex SHA-256; log at most its first 8 characters.
-	Hash  string
-	Plan  string
-	Limit int64
+	Hash string
+	Plan string
+	// QuotaID names the quota the key spends (Key.QuotaID).
+	QuotaID string
 }
 
+// ctxKey is the one context key of this package. Its value is a Principal (stored
+// by NewContext) or a *capture (installed by Capture), so FromContext finds either
+// with one lookup.
 type ctxKey struct{}
 
-// NewContext returns ctx carrying p.
+// capture holds the first principal stored below a context made by Capture.
+type capture struct{ p atomic.Pointer[Principal] }
+
+// NewContext returns a context derived from ctx that carries p. If ctx was made by
+// Capture and no principal was stored below it yet, p is also reported by
+// FromContext on that captured context.
 func NewContext(ctx context.Context, p Principal) context.Context {
+	if c, ok := ctx.Value(ctxKey{}).(*capture); ok {
+		c.p.CompareAndSwap(nil, &p)
+	}
 	return context.WithValue(ctx, ctxKey{}, p)
 }
 
-// FromContext returns the principal the middleware stored in ctx, if any.
+// FromContext returns the principal ctx carries: the one NewContext stored in ctx
+// or in a context ctx derives from, or else, if ctx was made by Capture (or derives
+// from one), the first one stored in a context derived from it. It is safe to call
+// concurrently with NewContext.
 func FromContext(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(ctxKey{}).(Principal)
-	return p, ok
+	switch v := ctx.Value(ctxKey{}).(type) {
+	case Principal:
+		return v, true
+	case *capture:
+		if p := v.p.Load(); p != nil {
+			return *p, true
+		}
+	}
+	return Principal{}, false
+}
+
+// Capture returns a context on which FromContext also reports a principal that
+// NewContext stores later in any context derived from it (the first one stored):
+// the access log of a server reads identity with the one accessor, without a
+// second bag. Call it before the request reaches the gate and read the principal
+// after the handler returns. It returns ctx itself when ctx already carries a
+// principal or a capture, so nested Captures share one. Storing and reading are
+// safe for concurrent use.
+func Capture(ctx context.Context) context.Context {
+	if ctx.Value(ctxKey{}) != nil {
+		return ctx
+	}
+	return context.WithValue(ctx, ctxKey{}, new(capture))
 }

@@ -3,6 +3,7 @@ package apikey_test
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"math/bits"
 	"regexp"
 	"strings"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/releaseradar/tollgate/apikey"
 )
+
+var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 func TestHashVectors(t *testing.T) {
 	t.Parallel()
@@ -26,30 +29,40 @@ func TestHashVectors(t *testing.T) {
 	}
 }
 
-var keyShape = regexp.MustCompile(`^rr_live_[A-Za-z0-9_-]{43}$`)
-
 func TestGenerate(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ prefix, want string }{
+		{"", "tk_"}, {"rr_live_", "rr_live_"}, {"x", "x"},
+	} {
+		shape := regexp.MustCompile(`^` + regexp.QuoteMeta(c.want) + `[A-Za-z0-9_-]{43}$`)
+		raw, hash, err := apikey.Generate(c.prefix)
+		if err != nil || !shape.MatchString(raw) || hash != apikey.Hash(raw) {
+			t.Errorf("Generate(%q) = %q, %q, %v; want %s + 43 URL-safe characters and its hash", c.prefix, raw, hash, err, c.want)
+		}
+	}
+	for _, bad := range []string{"tk live_", "tk_\x00", "ключ_", "tk_\n"} {
+		if raw, _, err := apikey.Generate(bad); err == nil {
+			t.Errorf("Generate(%q) = %q, want an error: Authenticate would refuse the key", bad, raw)
+		}
+	}
+}
+
+func TestGenerateIsRandom(t *testing.T) {
 	t.Parallel()
 	const n = 2000
 	seen := make(map[string]bool, n)
 	var freq [256]int
 	ones := 0
 	for range n {
-		raw, hash, err := apikey.Generate()
+		raw, _, err := apikey.Generate("")
 		if err != nil {
 			t.Fatal(err)
-		}
-		if !keyShape.MatchString(raw) {
-			t.Fatalf("key %q does not have the shape rr_live_ + 43 URL-safe characters", raw)
-		}
-		if hash != apikey.Hash(raw) {
-			t.Fatalf("Generate's hash is not Hash(raw)")
 		}
 		if seen[raw] {
 			t.Fatalf("Generate repeated a key after %d keys", len(seen))
 		}
 		seen[raw] = true
-		body := raw[len(apikey.Prefix):]
+		body := raw[len(apikey.DefaultPrefix):]
 		b, err := base64.RawURLEncoding.Strict().DecodeString(body)
 		if err != nil || len(b) != 32 {
 			t.Fatalf("key body decodes to %d bytes (%v), want 32", len(b), err)
@@ -77,26 +90,30 @@ func TestGenerate(t *testing.T) {
 func TestNew(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.FixedZone("CEST", 7200))
-	raw, k, err := apikey.New("u1", "team", 250000, at)
-	if err != nil {
-		t.Fatal(err)
+	for _, c := range []struct{ prefix, want string }{{"", apikey.DefaultPrefix}, {"acme_", "acme_"}} {
+		raw, k, err := apikey.New(c.prefix, "u1", "gold", at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(raw, c.want) || len(raw) != len(c.want)+43 {
+			t.Errorf("raw key %q has the wrong shape", raw)
+		}
+		want := apikey.Key{
+			UserID: "u1", Hash: apikey.Hash(raw), KeyPrefix: c.want, Last4: raw[len(raw)-4:],
+			Plan: "gold", Status: apikey.StatusActive, CreatedAt: at.UTC(),
+		}
+		if k != want {
+			t.Errorf("New = %+v, want %+v", k, want)
+		}
+		if k.CreatedAt.Location() != time.UTC {
+			t.Errorf("CreatedAt is in %v, want UTC", k.CreatedAt.Location())
+		}
+		if strings.Contains(k.Hash, raw) || k.Masked() != "****…"+raw[len(raw)-4:] {
+			t.Errorf("the key record exposes the raw key or masks it wrongly: %q", k.Masked())
+		}
 	}
-	if !keyShape.MatchString(raw) {
-		t.Errorf("raw key %q has the wrong shape", raw)
-	}
-	want := apikey.Key{
-		UserID: "u1", Hash: apikey.Hash(raw), KeyPrefix: apikey.Prefix, Last4: raw[len(raw)-4:],
-		Plan: "team", Status: apikey.StatusActive, MonthlyCallLimit: 250000,
-		CycleStart: at.UTC(), CreatedAt: at.UTC(),
-	}
-	if k != want {
-		t.Errorf("New = %+v, want %+v", k, want)
-	}
-	if k.CreatedAt.Location() != time.UTC {
-		t.Errorf("CreatedAt is in %v, want UTC", k.CreatedAt.Location())
-	}
-	if strings.Contains(k.Hash, raw) || k.Masked() != "****…"+raw[len(raw)-4:] {
-		t.Errorf("the key record exposes the raw key or masks it wrongly: %q", k.Masked())
+	if _, _, err := apikey.New("bad prefix", "u1", "gold", at); err == nil {
+		t.Error("New with a prefix holding a space succeeded")
 	}
 }
 
@@ -119,12 +136,34 @@ func TestNewID(t *testing.T) {
 	}
 }
 
+func TestKeyJSONHidesSecrets(t *testing.T) {
+	t.Parallel()
+	// Hash, prefix, last four and quota ID stay out of JSON; the rest is shown.
+	k := apikey.Key{ID: "key_1", UserID: "u1", Hash: "h4sh", KeyPrefix: "pr3f", Last4: "l4st", Plan: "gold",
+		Status: apikey.StatusActive, QuotaID: "qu0ta", CreatedAt: now}
+	j, err := json.Marshal(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := string(j)
+	for _, secret := range []string{"h4sh", "pr3f", "l4st", "qu0ta"} {
+		if strings.Contains(b, secret) {
+			t.Errorf("Key's JSON %s holds %q", b, secret)
+		}
+	}
+	for _, shown := range []string{`"id":"key_1"`, `"user_id":"u1"`, `"plan":"gold"`, `"status":"active"`} {
+		if !strings.Contains(b, shown) {
+			t.Errorf("Key's JSON %s lacks %s", b, shown)
+		}
+	}
+}
+
 func TestContext(t *testing.T) {
 	t.Parallel()
 	if _, ok := apikey.FromContext(context.Background()); ok {
 		t.Error("FromContext found a principal in an empty context")
 	}
-	p := apikey.Principal{KeyID: "key_1", UserID: "u1", Hash: "ab", Plan: "pro", Limit: 10}
+	p := apikey.Principal{KeyID: "key_1", UserID: "u1", Hash: "ab", Plan: "gold", QuotaID: "key_0"}
 	got, ok := apikey.FromContext(apikey.NewContext(context.Background(), p))
 	if !ok || got != p {
 		t.Errorf("FromContext = %+v, %v; want %+v", got, ok, p)

@@ -17,9 +17,17 @@ import (
 const benchKeys = 1000
 
 func BenchmarkHash(b *testing.B) {
-	raw, _, _ := apikey.Generate()
+	raw, _, _ := apikey.Generate("")
 	for b.Loop() {
 		apikey.Hash(raw)
+	}
+}
+
+func BenchmarkGenerate(b *testing.B) {
+	for b.Loop() {
+		if _, _, err := apikey.Generate(""); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -31,15 +39,19 @@ func BenchmarkAuthenticate(b *testing.B) {
 		open func(b *testing.B) apikey.Store
 	}{
 		{"memstore", func(b *testing.B) apikey.Store { return memstore.New() }},
-		{"sqlite", func(b *testing.B) apikey.Store { return bootstrapped(b, sqlstore.New(testenv.SQLite(b))) }},
-		{"postgres", func(b *testing.B) apikey.Store { return bootstrapped(b, sqlstore.New(testenv.Postgres(b))) }},
+		{"sqlite", func(b *testing.B) apikey.Store {
+			return bootstrapped(b, sqlstore.New(testenv.SQLite(b), sqlstore.Config{}))
+		}},
+		{"postgres", func(b *testing.B) apikey.Store {
+			return bootstrapped(b, sqlstore.New(testenv.Postgres(b), sqlstore.Config{}))
+		}},
 	}
 	for _, st := range stores {
 		b.Run(st.name, func(b *testing.B) {
 			s := st.open(b)
 			raws := make([]string, benchKeys)
 			for i := range raws {
-				raw, k, err := apikey.New(fmt.Sprintf("user%d", i), "pro", 10000, now)
+				raw, k, err := apikey.New("", fmt.Sprintf("user%d", i), "gold", now)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -73,5 +85,21 @@ func BenchmarkAuthenticate(b *testing.B) {
 				})
 			})
 		})
+	}
+}
+
+// BenchmarkContext measures what a gated request pays to carry its principal:
+// NewContext on a captured context and FromContext on both ends.
+func BenchmarkContext(b *testing.B) {
+	p := apikey.Principal{KeyID: "key_1", UserID: "u1", Plan: "gold", QuotaID: "key_1"}
+	for b.Loop() {
+		outer := apikey.Capture(context.Background())
+		inner := apikey.NewContext(outer, p)
+		if _, ok := apikey.FromContext(inner); !ok {
+			b.Fatal("no principal")
+		}
+		if _, ok := apikey.FromContext(outer); !ok {
+			b.Fatal("no captured principal")
+		}
 	}
 }

@@ -2,7 +2,7 @@ package apikey_test
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -24,59 +24,111 @@ func ExampleMask() {
 	// Output: ****…dC4x
 }
 
+func ExampleGenerate() {
+	raw, hash, err := apikey.Generate("") // DefaultPrefix
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(strings.HasPrefix(raw, "tk_"), len(raw), hash == apikey.Hash(raw))
+	_, _, err = apikey.Generate("my key ")
+	fmt.Println(err)
+	// Output:
+	// true 46 true
+	// apikey: key prefix holds characters other than printable ASCII
+}
+
 func ExampleNew() {
-	raw, k, err := apikey.New("user_42", "pro", 10000, time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))
+	raw, k, err := apikey.New("acme_live_", "user_42", "gold", time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))
 	if err != nil {
 		panic(err)
 	}
 	// Show raw to the user once; store k.
-	fmt.Println(strings.HasPrefix(raw, apikey.Prefix), len(raw))
+	fmt.Println(strings.HasPrefix(raw, "acme_live_"), len(raw))
 	fmt.Println(k.Hash == apikey.Hash(raw), k.Masked() == "****…"+raw[len(raw)-4:])
-	fmt.Println(k.UserID, k.Plan, k.Status, k.MonthlyCallLimit, k.CycleStart)
+	fmt.Println(k.UserID, k.Plan, k.Status, k.CreatedAt)
 	// Output:
-	// true 51
+	// true 53
 	// true true
-	// user_42 pro active 10000 2026-11-27 09:00:00 +0000 UTC
+	// user_42 gold active 2026-11-27 09:00:00 +0000 UTC
 }
 
-func ExampleAuthenticator_Require() {
+func ExampleAuthenticator_Authenticate() {
+	ctx := context.Background()
 	store := memstore.New()
-	raw, k, _ := apikey.New("user_42", "pro", 10000, time.Now())
+	raw, k, _ := apikey.New("acme_", "user_42", "gold", time.Now())
+	if err := store.Create(ctx, &k); err != nil {
+		panic(err)
+	}
+	auth := apikey.NewAuthenticator(store, apikey.Config{})
+
+	p, err := auth.Authenticate(ctx, raw)
+	fmt.Println(p.UserID, p.Plan, p.QuotaID == k.ID, err)
+
+	for _, header := range []string{"", "acme_guess"} {
+		_, err := auth.Authenticate(ctx, header)
+		fmt.Println(errors.Is(err, apikey.ErrMissing), errors.Is(err, apikey.ErrInvalid))
+	}
+
+	if err := store.Revoke(ctx, k.ID, "leaked", time.Now()); err != nil {
+		panic(err)
+	}
+	_, err = auth.Authenticate(ctx, raw)
+	fmt.Println(errors.Is(err, apikey.ErrInvalid), errors.Is(err, apikey.ErrRevoked))
+	// Output:
+	// user_42 gold true <nil>
+	// true false
+	// false true
+	// true true
+}
+
+// An access log reads who called, after the handler, with the same accessor the
+// handler uses, though the principal is stored further in.
+func ExampleCapture() {
+	store := memstore.New()
+	raw, k, _ := apikey.New("acme_", "user_42", "gold", time.Now())
 	if err := store.Create(context.Background(), &k); err != nil {
 		panic(err)
 	}
-	rank := func(plan string) int { return map[string]int{"pro": 1, "team": 2}[plan] }
-	auth := apikey.NewAuthenticator(store, apikey.Config{Rank: rank})
+	auth := apikey.NewAuthenticator(store, apikey.Config{})
 
+	// authenticate stands in for the gate: it stores the principal it found.
+	authenticate := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p, err := auth.Authenticate(r.Context(), r.Header.Get("x-api-key"))
+			if err != nil {
+				http.Error(w, "refused", http.StatusForbidden)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(apikey.NewContext(r.Context(), p)))
+		})
+	}
+	accessLog := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r = r.WithContext(apikey.Capture(r.Context()))
+			next.ServeHTTP(w, r)
+			who := "anonymous"
+			if p, ok := apikey.FromContext(r.Context()); ok {
+				who = p.UserID + " on " + p.Plan
+			}
+			fmt.Println("log:", r.URL.Path, who)
+		})
+	}
 	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := apikey.FromContext(r.Context())
-		fmt.Fprintf(w, "hello %s on %s", p.UserID, p.Plan)
+		fmt.Fprintf(w, "hello %s", p.UserID)
 	})
-	mux := http.NewServeMux()
-	mux.Handle("/search", auth.Require(1)(hello))
-	mux.Handle("/portfolio", auth.Require(2)(hello))
+	h := accessLog(authenticate(hello))
 
-	for _, c := range []struct{ path, key string }{
-		{"/search", ""},
-		{"/search", "rr_live_guess"},
-		{"/portfolio", raw},
-		{"/search", raw},
-	} {
-		r := httptest.NewRequest(http.MethodGet, c.path, nil)
-		r.Header.Set("x-api-key", c.key)
+	for _, key := range []string{raw, "acme_guess"} {
+		r := httptest.NewRequest(http.MethodGet, "/search", nil)
+		r.Header.Set("x-api-key", key)
 		w := httptest.NewRecorder()
-		mux.ServeHTTP(w, r)
-		if w.Code != http.StatusOK {
-			var p struct{ Detail string }
-			_ = json.Unmarshal(w.Body.Bytes(), &p)
-			fmt.Println(w.Code, p.Detail)
-			continue
-		}
-		fmt.Println(w.Code, w.Body)
+		h.ServeHTTP(w, r)
+		fmt.Println(w.Code, strings.TrimSpace(w.Body.String()))
 	}
 	// Output:
-	// 401 Missing x-api-key
-	// 403 Invalid or revoked API key
-	// 402 Upgrade required for this endpoint
-	// 200 hello user_42 on pro
+	// log: /search user_42 on gold
+	// 200 hello user_42
+	// log: /search anonymous
+	// 403 refused
 }

@@ -14,19 +14,32 @@ func Example() {
 	s := memstore.New()
 	now := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
 
-	_, k, _ := apikey.New("user_42", "pro", 10000, now)
-	k.CallsUsed = 120
+	raw, k, _ := apikey.New("acme_", "user_42", "gold", now)
 	if err := s.Create(ctx, &k); err != nil {
 		panic(err)
 	}
-	_, second, _ := apikey.New("user_42", "pro", 10000, now)
+	fmt.Println(k.QuotaID == k.ID) // a new key spends a quota of its own
+
+	// One active key per user.
+	_, second, _ := apikey.New("acme_", "user_42", "gold", now)
 	fmt.Println(s.Create(ctx, &second))
 
-	// Rotation keeps the plan, the limit and the usage of the cycle.
-	_, next, _ := apikey.New("", "", 0, now)
+	// Authentication looks the raw key up by its hash.
+	p, _ := apikey.NewAuthenticator(s, apikey.Config{}).Authenticate(ctx, raw)
+	fmt.Println(p.UserID, p.Plan)
+
+	// Rotation keeps the plan and the quota: the successor spends the old key's.
+	_, next, _ := apikey.New("acme_", "", "", now)
 	old, _ := s.Rotate(ctx, "user_42", &next, now.Add(time.Hour))
-	fmt.Println(old.Status, next.Status, next.Plan, next.MonthlyCallLimit, next.CallsUsed)
+	fmt.Println(old.Status, old.RevokeReason, next.Status, next.Plan, next.QuotaID == k.ID)
+
+	// RevokeUser returns what it revoked, for the caller's caches.
+	revoked, _ := s.RevokeUser(ctx, "user_42", "account closed", now.Add(2*time.Hour))
+	fmt.Println(len(revoked), revoked[0].ID == next.ID, revoked[0].Status)
 	// Output:
+	// true
 	// apikey: user already has an active key
-	// revoked active pro 10000 120
+	// user_42 gold
+	// revoked rotated active gold true
+	// 1 true revoked
 }

@@ -1,5 +1,9 @@
 // Package memstore is an in-memory apikey.Store for tests, examples and
 // single-process servers that can lose their keys on restart.
+//
+// It keeps the same contract as apikey/sqlstore (package storetest checks both)
+// but has no transactions: a caller that revokes and issues keys in several calls
+// sees each take effect on its own.
 package memstore
 
 import (
@@ -28,7 +32,7 @@ type Store struct {
 	active map[string]*apikey.Key // user ID → that user's active key
 }
 
-// New returns an empty store.
+// New returns an empty store, ready for use.
 func New() *Store {
 	return &Store{
 		byID:   make(map[string]*apikey.Key),
@@ -130,22 +134,33 @@ func (s *Store) revoke(k *apikey.Key, reason string, now time.Time) {
 }
 
 // RevokeUser implements apikey.Store.
-func (s *Store) RevokeUser(ctx context.Context, userID, reason string, now time.Time) (int, error) {
+func (s *Store) RevokeUser(ctx context.Context, userID, reason string, now time.Time) ([]apikey.Key, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := s.active[userID]
 	if k == nil {
-		return 0, nil
+		return []apikey.Key{}, nil
 	}
 	s.revoke(k, reason, now)
-	return 1, nil
+	return []apikey.Key{*k}, nil
 }
 
-// Rotate implements apikey.Store. The successor keeps the old key's plan, monthly
-// limit, calls used and cycle start, so rotating never hands out a fresh quota (that
-// would let a user reset their monthly allowance at will). Rotations for one user
-// run one after another under the store's lock: concurrent calls all succeed, each
-// revoking the key the previous one created.
+// Touch implements apikey.Store.
+func (s *Store) Touch(ctx context.Context, used map[string]time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, at := range used {
+		if k := s.byID[id]; k != nil && at.After(k.LastUsedAt) {
+			k.LastUsedAt = keyprep.T(at)
+		}
+	}
+	return nil
+}
+
+// Rotate implements apikey.Store. The successor keeps the old key's plan and
+// QuotaID, so it spends the same quota. Rotations for one user run one after
+// another under the store's lock: concurrent calls all succeed, each revoking the
+// key the previous one created.
 func (s *Store) Rotate(ctx context.Context, userID string, next *apikey.Key, now time.Time) (apikey.Key, error) {
 	if err := keyprep.CheckNext(next, now); err != nil {
 		return apikey.Key{}, fmt.Errorf("apikey/memstore: rotate: %w", err)

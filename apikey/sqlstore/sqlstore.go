@@ -2,10 +2,29 @@
 // or SQLite (modernc.org/sqlite) database, through sqlx.
 //
 // The package imports no driver: open the database with the driver of your choice
-// and pass the handle to New. For SQLite (modernc.org/sqlite) use WAL, a busy timeout
-// and immediate write transactions, as in
+// and pass the handle to New, which bounds an unbounded pool (16 connections on
+// PostgreSQL, 4 on SQLite: one writer at a time, readers beside it) unless the
+// application set its own. For SQLite (modernc.org/sqlite, driver "sqlite") open
+// the DSN that tollgate.SQLiteDSN returns: WAL, a busy timeout, synchronous=NORMAL
+// and immediate write transactions.
 //
-//	file:app.db?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_txlock=immediate
+// # Table
+//
+// The store owns these columns of api_keys: id, user_id, key_hash, key_prefix,
+// key_last4, plan, status, quota_id, created_at, last_used_at, revoked_at and
+// revoke_reason. It neither reads nor writes any other column, so the table can
+// also hold a quota's counters (quota/sqlstore adds and keeps its own columns on
+// the same rows); its inserts leave other columns to their defaults. Bootstrap
+// creates or completes the table, in either order with quota/sqlstore's.
+//
+// # Transactions
+//
+// Every method runs its statements in the transaction that ctx carries on the
+// store's database, if any: call them with the context that Store.Atomic hands its
+// function, and they commit or roll back together with whatever else runs on that
+// context (a quota's Put, a billing event). On PostgreSQL a failed statement
+// aborts the transaction, so after an error from a method (ErrActiveExists
+// included) return from Atomic's function and let it roll back.
 package sqlstore
 
 import (
@@ -13,6 +32,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"regexp"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,6 +46,142 @@ import (
 
 var _ apikey.Store = (*Store)(nil)
 
+// Config holds a Store's optional settings. The zero value is usable.
+type Config struct {
+	// DefaultPlan is the plan that existing rows get when Bootstrap adds the plan
+	// column to a table that lacks it (a table from before plans). It must be a
+	// plan name of letters, digits, '_', '.' and '-', or empty (the default):
+	// Bootstrap returns an error otherwise.
+	DefaultPlan string
+}
+
+// Store keeps keys in the api_keys table. It is safe for concurrent use; the zero
+// value is not usable, call New.
+type Store struct {
+	db  *sqlx.DB
+	cfg Config
+	qs  queries
+	// byHash is ByHash's prepared statement, nil until first used outside a
+	// transaction.
+	byHash atomic.Pointer[sqlx.Stmt]
+}
+
+// New returns a store on db, whose pool it sizes as the package doc says. Call
+// Bootstrap once at start-up to create or upgrade the table.
+func New(db *sqlx.DB, cfg Config) *Store {
+	sqldb.Tune(db)
+	return &Store{db: db, cfg: cfg, qs: newQueries(db)}
+}
+
+// Atomic runs fn in a transaction on the store's database and commits it when fn
+// returns nil; an error from fn rolls it back and is returned as it is. Store
+// methods called with fn's ctx run inside that transaction, and so do those of any
+// other tollgate SQL store on the same *sqlx.DB. If ctx already carries a
+// transaction on the database, fn runs in that one and its owner commits.
+func (s *Store) Atomic(ctx context.Context, fn func(ctx context.Context) error) error {
+	return sqldb.Atomic(ctx, s.db, fn)
+}
+
+// planName is what Config.DefaultPlan may hold: it is written into the schema.
+var planName = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// Bootstrap creates the api_keys table and its indexes if they are missing, adds
+// the store's columns to a table that lacks them (existing rows get the columns'
+// defaults; plan gets Config.DefaultPlan), makes key_hash unique if the table does
+// not say so yet, and sets quota_id to the row's id where it is empty, so that an
+// upgraded key keeps spending the quota it always spent (its own row). It is
+// idempotent and safe to run from several processes at once.
+func (s *Store) Bootstrap(ctx context.Context) error {
+	if p := s.cfg.DefaultPlan; p != "" && !planName.MatchString(p) {
+		return fmt.Errorf("apikey/sqlstore: bootstrap: default plan %q is not a plan name ([A-Za-z0-9_.-]+)", p)
+	}
+	// One transaction under the schema lock, so replicas starting together
+	// change the schema one after another.
+	err := sqldb.Atomic(ctx, s.db, func(ctx context.Context) error {
+		if err := sqldb.Bootstrap(ctx, s.db, table(s.cfg.DefaultPlan)); err != nil {
+			return err
+		}
+		q := sqldb.Q(ctx, s.db)
+		uniqueHash := `SELECT COUNT(*) FROM pragma_index_list('api_keys') AS l
+			WHERE l."unique" = 1 AND l.partial = 0
+			AND (SELECT COUNT(*) FROM pragma_index_info(l.name)) = 1
+			AND (SELECT name FROM pragma_index_info(l.name)) = 'key_hash'`
+		if sqldb.IsPostgres(s.db) {
+			uniqueHash = `SELECT COUNT(*) FROM pg_index i
+				JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+				WHERE i.indrelid = 'api_keys'::regclass AND i.indisunique AND i.indnatts = 1
+				AND i.indpred IS NULL AND a.attname = 'key_hash'`
+		}
+		// A table that quota/sqlstore created first got key_hash from Bootstrap as
+		// a plain column; one that apikey created says UNIQUE already.
+		var n int
+		if err := q.GetContext(ctx, &n, uniqueHash); err != nil {
+			return fmt.Errorf("key_hash indexes: %w", err)
+		}
+		if n == 0 {
+			if _, err := q.ExecContext(ctx, `CREATE UNIQUE INDEX IF NOT EXISTS api_keys_hash ON api_keys (key_hash)`); err != nil {
+				return fmt.Errorf("key_hash index: %w", err)
+			}
+		}
+		if _, err := q.ExecContext(ctx, `UPDATE api_keys SET quota_id = id WHERE quota_id = ''`); err != nil {
+			return fmt.Errorf("backfill quota_id: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("apikey/sqlstore: bootstrap: %w", err)
+	}
+	return nil
+}
+
+// table is the api_keys table as the store needs it, its plan column defaulting
+// to plan (checked by Bootstrap: it is written into the statements).
+func table(plan string) sqldb.Table {
+	planDef := "TEXT NOT NULL DEFAULT '" + plan + "'"
+	return sqldb.Table{
+		Name: "api_keys",
+		Create: `CREATE TABLE IF NOT EXISTS api_keys (
+	id TEXT PRIMARY KEY,
+	user_id TEXT NOT NULL,
+	key_hash TEXT NOT NULL UNIQUE,
+	key_prefix TEXT NOT NULL DEFAULT '',
+	key_last4 TEXT NOT NULL DEFAULT '',
+	plan ` + planDef + `,
+	status TEXT NOT NULL DEFAULT 'active',
+	quota_id TEXT NOT NULL DEFAULT '',
+	created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+	last_used_at TIMESTAMP NULL,
+	revoked_at TIMESTAMP NULL,
+	revoke_reason TEXT NOT NULL DEFAULT ''
+)`,
+		// Every column but id, for a table from before a column existed or one
+		// that quota/sqlstore created with its own columns only. NOT NULL columns
+		// need a default to be added; Bootstrap makes key_hash unique.
+		Columns: []sqldb.Column{
+			{Name: "user_id", Def: "TEXT NOT NULL DEFAULT ''"},
+			{Name: "key_hash", Def: "TEXT NOT NULL DEFAULT ''"},
+			{Name: "key_prefix", Def: "TEXT NOT NULL DEFAULT ''"},
+			{Name: "key_last4", Def: "TEXT NOT NULL DEFAULT ''"},
+			{Name: "plan", Def: planDef},
+			{Name: "status", Def: "TEXT NOT NULL DEFAULT 'active'"},
+			{Name: "quota_id", Def: "TEXT NOT NULL DEFAULT ''"},
+			{
+				Name:           "created_at",
+				Def:            "TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP",
+				SQLiteDef:      "TIMESTAMP NOT NULL DEFAULT '1970-01-01 00:00:00'",
+				SQLiteBackfill: "CURRENT_TIMESTAMP",
+			},
+			{Name: "last_used_at", Def: "TIMESTAMP NULL"},
+			{Name: "revoked_at", Def: "TIMESTAMP NULL"},
+			{Name: "revoke_reason", Def: "TEXT NOT NULL DEFAULT ''"},
+		},
+		Indexes: []string{
+			`CREATE UNIQUE INDEX IF NOT EXISTS api_keys_one_active ON api_keys (user_id) WHERE status = 'active'`,
+			`CREATE INDEX IF NOT EXISTS api_keys_user ON api_keys (user_id)`,
+		},
+	}
+}
+
 // maxRotateAttempts bounds how often Rotate looks again for an active key that a
 // concurrent rotation replaced under it (see Store.Rotate).
 const maxRotateAttempts = 64
@@ -32,57 +189,59 @@ const maxRotateAttempts = 64
 // errContention is returned when Rotate lost maxRotateAttempts races in a row.
 var errContention = errors.New("apikey/sqlstore: rotate: too many concurrent rotations for this user, try again")
 
-// columns lists every api_keys column a Key holds, in the order of row's fields.
-const columns = `id, user_id, key_hash, key_prefix, key_last4, plan, status,
-	monthly_call_limit, calls_used, cycle_start, created_at, last_used_at, revoked_at, revoke_reason`
+// columns lists the api_keys columns the store owns, in the order of row's fields.
+const columns = `id, user_id, key_hash, key_prefix, key_last4, plan, status, quota_id,
+	created_at, last_used_at, revoked_at, revoke_reason`
 
 // row is an api_keys row as both databases return it.
 type row struct {
-	ID               string     `db:"id"`
-	UserID           string     `db:"user_id"`
-	Hash             string     `db:"key_hash"`
-	KeyPrefix        string     `db:"key_prefix"`
-	Last4            string     `db:"key_last4"`
-	Plan             string     `db:"plan"`
-	Status           string     `db:"status"`
-	MonthlyCallLimit int64      `db:"monthly_call_limit"`
-	CallsUsed        int64      `db:"calls_used"`
-	CycleStart       sqldb.Time `db:"cycle_start"`
-	CreatedAt        sqldb.Time `db:"created_at"`
-	LastUsedAt       sqldb.Time `db:"last_used_at"`
-	RevokedAt        sqldb.Time `db:"revoked_at"`
-	RevokeReason     string     `db:"revoke_reason"`
+	ID           string     `db:"id"`
+	UserID       string     `db:"user_id"`
+	Hash         string     `db:"key_hash"`
+	KeyPrefix    string     `db:"key_prefix"`
+	Last4        string     `db:"key_last4"`
+	Plan         string     `db:"plan"`
+	Status       string     `db:"status"`
+	QuotaID      string     `db:"quota_id"`
+	CreatedAt    sqldb.Time `db:"created_at"`
+	LastUsedAt   sqldb.Time `db:"last_used_at"`
+	RevokedAt    sqldb.Time `db:"revoked_at"`
+	RevokeReason string     `db:"revoke_reason"`
 }
 
+// key returns r as a Key. A row with no quota_id (written by a version before
+// quota_id, after the last Bootstrap) spends its own quota, as it always did.
 func (r row) key() apikey.Key {
+	quota := r.QuotaID
+	if quota == "" {
+		quota = r.ID
+	}
 	return apikey.Key{
-		ID:               r.ID,
-		UserID:           r.UserID,
-		Hash:             r.Hash,
-		KeyPrefix:        r.KeyPrefix,
-		Last4:            r.Last4,
-		Plan:             r.Plan,
-		Status:           apikey.Status(r.Status),
-		MonthlyCallLimit: r.MonthlyCallLimit,
-		CallsUsed:        r.CallsUsed,
-		CycleStart:       r.CycleStart.Time,
-		CreatedAt:        r.CreatedAt.Time,
-		LastUsedAt:       r.LastUsedAt.Time,
-		RevokedAt:        r.RevokedAt.Time,
-		RevokeReason:     r.RevokeReason,
+		ID:           r.ID,
+		UserID:       r.UserID,
+		Hash:         r.Hash,
+		KeyPrefix:    r.KeyPrefix,
+		Last4:        r.Last4,
+		Plan:         r.Plan,
+		Status:       apikey.Status(r.Status),
+		QuotaID:      quota,
+		CreatedAt:    r.CreatedAt.Time,
+		LastUsedAt:   r.LastUsedAt.Time,
+		RevokedAt:    r.RevokedAt.Time,
+		RevokeReason: r.RevokeReason,
 	}
 }
 
 // queries are the store's statements, rebound once for the database's placeholders.
 type queries struct {
-	insert, byHash, byID, listByUser, exists  string
-	revoke, revokeUser, revokeActive, nActive string
+	insert, byHash, byID, listByUser, exists string
+	revoke, revokeUser, nActive, touch       string
 }
 
-func newQueries(db *sqlx.DB) *queries {
-	return &queries{
+func newQueries(db *sqlx.DB) queries {
+	return queries{
 		insert: db.Rebind(`INSERT INTO api_keys (` + columns + `)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		byHash:     db.Rebind(`SELECT ` + columns + ` FROM api_keys WHERE key_hash = ?`),
 		byID:       db.Rebind(`SELECT ` + columns + ` FROM api_keys WHERE id = ?`),
 		listByUser: db.Rebind(`SELECT ` + columns + ` FROM api_keys WHERE user_id = ? ORDER BY created_at DESC, id DESC`),
@@ -90,54 +249,11 @@ func newQueries(db *sqlx.DB) *queries {
 		revoke: db.Rebind(`UPDATE api_keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?
 			WHERE id = ? AND status = 'active'`),
 		revokeUser: db.Rebind(`UPDATE api_keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?
-			WHERE user_id = ? AND status = 'active'`),
-		revokeActive: db.Rebind(`UPDATE api_keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?
 			WHERE user_id = ? AND status = 'active' RETURNING ` + columns),
 		nActive: db.Rebind(`SELECT COUNT(*) FROM api_keys WHERE user_id = ? AND status = 'active'`),
+		touch: db.Rebind(`UPDATE api_keys SET last_used_at = ?
+			WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`),
 	}
-}
-
-// querier is what the store needs from a *sqlx.DB or a *sqlx.Tx.
-type querier interface {
-	sqlx.ExtContext
-	GetContext(ctx context.Context, dest any, query string, args ...any) error
-	SelectContext(ctx context.Context, dest any, query string, args ...any) error
-}
-
-// Store keeps keys in the api_keys table. It is safe for concurrent use, except a
-// store from WithTx, which is as safe as its transaction.
-type Store struct {
-	db *sqlx.DB
-	q  querier
-	tx *sqlx.Tx // nil unless the store is bound to a caller's transaction
-	qs *queries
-	// byHash is ByHash's prepared statement, shared with WithTx copies; nil until
-	// first use.
-	byHash *atomic.Pointer[sqlx.Stmt]
-}
-
-// New returns a store on db. Call Bootstrap once at start-up to create or upgrade
-// the table.
-func New(db *sqlx.DB) *Store {
-	return &Store{db: db, q: db, qs: newQueries(db), byHash: new(atomic.Pointer[sqlx.Stmt])}
-}
-
-// Bootstrap creates the api_keys table and its indexes if they are missing, and adds
-// the columns an older table lacks (see sqldb.KeysTable). It is idempotent.
-func (s *Store) Bootstrap(ctx context.Context) error {
-	if err := sqldb.Bootstrap(ctx, s.db, sqldb.KeysTable); err != nil {
-		return fmt.Errorf("apikey/sqlstore: %w", err)
-	}
-	return nil
-}
-
-// WithTx returns a store whose methods all run inside tx, Rotate included (it then
-// begins no transaction of its own), so a caller can revoke and issue keys in the
-// same transaction as its own writes. The caller commits or rolls back tx. On
-// PostgreSQL an error from a statement aborts tx, so roll it back after any error;
-// Rotate's handling of concurrent rotations relies on READ COMMITTED, the default.
-func (s *Store) WithTx(tx *sqlx.Tx) *Store {
-	return &Store{db: s.db, q: tx, tx: tx, qs: s.qs, byHash: s.byHash}
 }
 
 // Create implements apikey.Store.
@@ -145,21 +261,20 @@ func (s *Store) Create(ctx context.Context, k *apikey.Key) error {
 	if err := keyprep.ForCreate(k); err != nil {
 		return fmt.Errorf("apikey/sqlstore: create: %w", err)
 	}
-	return s.insert(ctx, s.q, k)
+	return sqldb.Write(ctx, s.db, func(q sqldb.Querier) error { return s.insert(ctx, q, k) })
 }
 
-func (s *Store) insert(ctx context.Context, q querier, k *apikey.Key) error {
+func (s *Store) insert(ctx context.Context, q sqldb.Querier, k *apikey.Key) error {
 	_, err := q.ExecContext(ctx, s.qs.insert,
-		k.ID, k.UserID, k.Hash, k.KeyPrefix, k.Last4, k.Plan, string(k.Status),
-		k.MonthlyCallLimit, k.CallsUsed, sqldb.T(k.CycleStart), sqldb.T(k.CreatedAt),
-		sqldb.T(k.LastUsedAt), sqldb.T(k.RevokedAt), k.RevokeReason)
+		k.ID, k.UserID, k.Hash, k.KeyPrefix, k.Last4, k.Plan, string(k.Status), k.QuotaID,
+		sqldb.T(k.CreatedAt), sqldb.T(k.LastUsedAt), sqldb.T(k.RevokedAt), k.RevokeReason)
 	switch {
 	case err == nil:
 		return nil
 	case activeConflict(err):
 		return apikey.ErrActiveExists
 	case sqldb.IsUniqueViolation(err):
-		return errors.New("apikey/sqlstore: create: a key with that ID or hash exists")
+		return fmt.Errorf("apikey/sqlstore: create: a key with that ID or hash exists: %w", err)
 	}
 	return fmt.Errorf("apikey/sqlstore: create: %w", err)
 }
@@ -175,13 +290,13 @@ func activeConflict(err error) bool {
 	return strings.Contains(msg, "api_keys_one_active") || strings.Contains(msg, "api_keys.user_id")
 }
 
-// ByHash implements apikey.Store. It runs on every authenticated request, so outside
-// a WithTx transaction its statement is prepared once and reused: on PostgreSQL that
-// saves a round trip and a plan per call.
+// ByHash implements apikey.Store. It runs on every authenticated request, so
+// outside a transaction its statement is prepared once and reused: on PostgreSQL
+// that saves a round trip and a plan per call.
 func (s *Store) ByHash(ctx context.Context, hash string) (apikey.Key, error) {
-	if s.tx != nil {
-		var r row
-		return result("by hash", r, s.q.GetContext(ctx, &r, s.qs.byHash, hash))
+	var r row
+	if tx, ok := sqldb.InTx(ctx, s.db); ok {
+		return result("by hash", r, tx.GetContext(ctx, &r, s.qs.byHash, hash))
 	}
 	st := s.byHash.Load()
 	if st == nil {
@@ -194,15 +309,13 @@ func (s *Store) ByHash(ctx context.Context, hash string) (apikey.Key, error) {
 			st = s.byHash.Load()
 		}
 	}
-	var r row
-	err := st.GetContext(ctx, &r, hash)
-	return result("by hash", r, err)
+	return result("by hash", r, st.GetContext(ctx, &r, hash))
 }
 
 // ByID implements apikey.Store.
 func (s *Store) ByID(ctx context.Context, id string) (apikey.Key, error) {
 	var r row
-	err := s.q.GetContext(ctx, &r, s.qs.byID, id)
+	err := sqldb.Q(ctx, s.db).GetContext(ctx, &r, s.qs.byID, id)
 	return result("by id", r, err)
 }
 
@@ -220,88 +333,124 @@ func result(op string, r row, err error) (apikey.Key, error) {
 // ListByUser implements apikey.Store.
 func (s *Store) ListByUser(ctx context.Context, userID string) ([]apikey.Key, error) {
 	var rows []row
-	if err := s.q.SelectContext(ctx, &rows, s.qs.listByUser, userID); err != nil {
+	if err := sqldb.Q(ctx, s.db).SelectContext(ctx, &rows, s.qs.listByUser, userID); err != nil {
 		return nil, fmt.Errorf("apikey/sqlstore: list: %w", err)
 	}
-	keys := make([]apikey.Key, len(rows))
+	return keys(rows), nil
+}
+
+// keys returns rows as keys, never nil.
+func keys(rows []row) []apikey.Key {
+	out := make([]apikey.Key, len(rows))
 	for i, r := range rows {
-		keys[i] = r.key()
+		out[i] = r.key()
 	}
-	return keys, nil
+	return out
 }
 
 // Revoke implements apikey.Store.
 func (s *Store) Revoke(ctx context.Context, id, reason string, now time.Time) error {
-	res, err := s.q.ExecContext(ctx, s.qs.revoke, sqldb.T(now), reason, id)
-	if err != nil {
+	err := sqldb.Write(ctx, s.db, func(q sqldb.Querier) error {
+		res, err := q.ExecContext(ctx, s.qs.revoke, sqldb.T(now), reason, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
+		var n int
+		if err := q.GetContext(ctx, &n, s.qs.exists, id); err != nil {
+			return err
+		}
+		if n == 0 {
+			return apikey.ErrNotFound
+		}
+		return nil // already revoked
+	})
+	if err != nil && !errors.Is(err, apikey.ErrNotFound) {
 		return fmt.Errorf("apikey/sqlstore: revoke: %w", err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("apikey/sqlstore: revoke: %w", err)
-	} else if n > 0 {
+	return err
+}
+
+// Touch implements apikey.Store: one UPDATE a key, all in one transaction (the one
+// ctx carries, if any).
+func (s *Store) Touch(ctx context.Context, used map[string]time.Time) error {
+	if len(used) == 0 {
 		return nil
 	}
-	var n int
-	if err := s.q.GetContext(ctx, &n, s.qs.exists, id); err != nil {
-		return fmt.Errorf("apikey/sqlstore: revoke: %w", err)
+	err := sqldb.Atomic(ctx, s.db, func(ctx context.Context) error {
+		q := sqldb.Q(ctx, s.db)
+		for id, at := range used {
+			t := sqldb.T(at)
+			if _, err := q.ExecContext(ctx, s.qs.touch, t, id, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("apikey/sqlstore: touch: %w", err)
 	}
-	if n == 0 {
-		return apikey.ErrNotFound
-	}
-	return nil // already revoked
+	return nil
 }
 
-// RevokeUser implements apikey.Store.
-func (s *Store) RevokeUser(ctx context.Context, userID, reason string, now time.Time) (int, error) {
-	res, err := s.q.ExecContext(ctx, s.qs.revokeUser, sqldb.T(now), reason, userID)
+// RevokeUser implements apikey.Store. It returns the revoked keys newest first (at
+// most one, unless rows were written around the one-active index).
+func (s *Store) RevokeUser(ctx context.Context, userID, reason string, now time.Time) ([]apikey.Key, error) {
+	var rows []row
+	err := sqldb.Write(ctx, s.db, func(q sqldb.Querier) error {
+		return q.SelectContext(ctx, &rows, s.qs.revokeUser, sqldb.T(now), reason, userID)
+	})
 	if err != nil {
-		return 0, fmt.Errorf("apikey/sqlstore: revoke user: %w", err)
+		return nil, fmt.Errorf("apikey/sqlstore: revoke user: %w", err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("apikey/sqlstore: revoke user: %w", err)
-	}
-	return int(n), nil
+	out := keys(rows)
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.After(out[j].CreatedAt)
+		}
+		return out[i].ID > out[j].ID
+	})
+	return out, nil
 }
 
-// Rotate implements apikey.Store: in one transaction it revokes the user's active key
-// (reason "rotated") and inserts next. The successor keeps the old key's plan,
-// monthly_call_limit, calls_used and cycle_start; resetting them would hand out a
-// fresh monthly quota on every rotation, a free way around the limit.
+// Rotate implements apikey.Store: in one transaction (the one ctx carries, or its
+// own) it revokes the user's active key (reason "rotated") and inserts next, which
+// keeps the old key's plan and quota_id. It never touches a quota's counters: the
+// successor spends the same quota because it names the same one.
 //
 // Concurrent rotations for one user run one after another and all succeed, each
 // revoking the key the previous one created, so exactly one key ends up active. On
-// SQLite the write lock orders them. On PostgreSQL a rotation that waited for the
-// row lock finds the key it waited for revoked and its successor invisible to its
-// statement; it then looks again with a fresh statement, up to 64 times, and
-// returns ErrNoActiveKey only when the user really has no active key.
+// SQLite the write lock orders them. On PostgreSQL (at READ COMMITTED, the
+// default) a rotation that waited for the row lock finds the key it waited for
+// revoked and its successor invisible to its statement; it then looks again with
+// a fresh statement, up to 64 times, and returns ErrNoActiveKey only when the user
+// really has no active key.
 func (s *Store) Rotate(ctx context.Context, userID string, next *apikey.Key, now time.Time) (apikey.Key, error) {
-	if s.tx != nil {
-		return s.rotate(ctx, s.tx, userID, next, now)
-	}
-	tx, err := s.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return apikey.Key{}, fmt.Errorf("apikey/sqlstore: rotate: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	old, err := s.rotate(ctx, tx, userID, next, now)
-	if err != nil {
-		return apikey.Key{}, err
-	}
-	if err := tx.Commit(); err != nil {
-		return apikey.Key{}, fmt.Errorf("apikey/sqlstore: rotate: %w", err)
-	}
-	return old, nil
-}
-
-func (s *Store) rotate(ctx context.Context, q querier, userID string, next *apikey.Key, now time.Time) (apikey.Key, error) {
-	// Checked before any write, so that a caller's transaction stays usable.
+	// Checked before any statement, so that a caller's transaction stays usable.
 	if err := keyprep.CheckNext(next, now); err != nil {
 		return apikey.Key{}, fmt.Errorf("apikey/sqlstore: rotate: %w", err)
 	}
+	var old apikey.Key
+	var inner error
+	err := sqldb.Atomic(ctx, s.db, func(ctx context.Context) error {
+		old, inner = s.rotate(ctx, sqldb.Q(ctx, s.db), userID, next, now)
+		return inner
+	})
+	switch {
+	case err == nil:
+		return old, nil
+	case err == inner:
+		return apikey.Key{}, err
+	}
+	return apikey.Key{}, fmt.Errorf("apikey/sqlstore: rotate: %w", err) // begin or commit
+}
+
+func (s *Store) rotate(ctx context.Context, q sqldb.Querier, userID string, next *apikey.Key, now time.Time) (apikey.Key, error) {
 	var r row
 	for attempt := 1; ; attempt++ {
-		err := q.GetContext(ctx, &r, s.qs.revokeActive, sqldb.T(now), keyprep.RotateReason, userID)
+		err := q.GetContext(ctx, &r, s.qs.revokeUser, sqldb.T(now), keyprep.RotateReason, userID)
 		if err == nil {
 			break
 		}

@@ -1,4 +1,16 @@
 // Package storetest is the conformance suite that every apikey.Store must pass.
+//
+// A store's test file calls Run with a constructor of empty stores:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) apikey.Store { return mystore.New() })
+//	}
+//
+// The suite checks what apikey.Store documents: lookups, defaults (ID, QuotaID,
+// Status), validation, one active key per user, time normalisation, ordering,
+// revocation and what RevokeUser returns, rotation (plan and quota kept, nothing
+// changed when it fails), and concurrent creation, rotation and reading. No case
+// skips; each runs in parallel on a store of its own.
 package storetest
 
 import (
@@ -21,8 +33,9 @@ var t0 = time.Date(2026, 3, 14, 15, 9, 26, 535897932, time.FixedZone("IST", 5*36
 // us returns t as every store reports it: UTC, microsecond precision.
 func us(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
-// Run runs the suite. newStore returns an empty store; it is called once per
-// subtest, and the subtests run in parallel.
+// Run runs the suite as subtests of t. newStore returns an empty store; it is
+// called once per subtest, from the subtest's goroutine (use t for cleanup), and
+// the subtests run in parallel.
 func Run(t *testing.T, newStore func(t *testing.T) apikey.Store) {
 	tests := []struct {
 		name string
@@ -30,6 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) apikey.Store) {
 	}{
 		{"CreateAndLookup", testCreateAndLookup},
 		{"CreateFillsDefaults", testCreateFillsDefaults},
+		{"CreateKeepsQuotaID", testCreateKeepsQuotaID},
 		{"CreateRejectsIncompleteKeys", testCreateRejectsIncomplete},
 		{"CreateRejectsDuplicateHash", testCreateRejectsDuplicateHash},
 		{"NotFound", testNotFound},
@@ -38,12 +52,15 @@ func Run(t *testing.T, newStore func(t *testing.T) apikey.Store) {
 		{"ListNewestFirst", testListNewestFirst},
 		{"Revoke", testRevoke},
 		{"RevokeUser", testRevokeUser},
+		{"LookupsSeeRevocation", testLookupsSeeRevocation},
 		{"Rotate", testRotate},
+		{"RotateKeepsQuotaAlongTheChain", testRotateChain},
 		{"RotateWithoutActiveKey", testRotateWithoutActive},
 		{"RotateFailureChangesNothing", testRotateFailureChangesNothing},
 		{"ConcurrentCreate", testConcurrentCreate},
 		{"ConcurrentRotate", testConcurrentRotate},
 		{"ReadersSeeOneActiveKeyDuringRotation", testReadersDuringRotation},
+		{"Touch", testTouch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,10 +70,10 @@ func Run(t *testing.T, newStore func(t *testing.T) apikey.Store) {
 	}
 }
 
-// newKey returns an unsaved key for user on plan with limit, created at t0.
-func newKey(t *testing.T, user, plan string, limit int64) (raw string, k apikey.Key) {
+// newKey returns an unsaved key for user on plan, created at t0.
+func newKey(t *testing.T, user, plan string) (raw string, k apikey.Key) {
 	t.Helper()
-	raw, k, err := apikey.New(user, plan, limit, t0)
+	raw, k, err := apikey.New("", user, plan, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +83,7 @@ func newKey(t *testing.T, user, plan string, limit int64) (raw string, k apikey.
 // mustCreate stores a new active key for user and returns it as stored.
 func mustCreate(t *testing.T, s apikey.Store, user string) apikey.Key {
 	t.Helper()
-	_, k := newKey(t, user, "pro", 1000)
+	_, k := newKey(t, user, "free")
 	if err := s.Create(context.Background(), &k); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -76,11 +93,11 @@ func mustCreate(t *testing.T, s apikey.Store, user string) apikey.Key {
 // next returns a successor carrying only what Rotate's caller supplies.
 func next(t *testing.T) apikey.Key {
 	t.Helper()
-	raw, hash, err := apikey.Generate()
+	raw, hash, err := apikey.Generate("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return apikey.Key{Hash: hash, KeyPrefix: apikey.Prefix, Last4: raw[len(raw)-4:]}
+	return apikey.Key{Hash: hash, KeyPrefix: apikey.DefaultPrefix, Last4: raw[len(raw)-4:]}
 }
 
 // activeKeys returns the user's active keys.
@@ -108,15 +125,14 @@ func equalKeys(t *testing.T, what string, got, want apikey.Key) {
 
 func testCreateAndLookup(t *testing.T, s apikey.Store) {
 	ctx := context.Background()
-	_, k := newKey(t, "u1", "team", 250000)
-	k.CallsUsed = 17
-	k.CycleStart = t0.Add(-48 * time.Hour)
+	_, k := newKey(t, "u1", "gold")
+	k.LastUsedAt = t0.Add(-time.Hour)
 	if err := s.Create(ctx, &k); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	want := k
-	want.CycleStart = us(t0.Add(-48 * time.Hour))
-	want.CreatedAt = us(t0)
+	want.CreatedAt, want.LastUsedAt = us(t0), us(t0.Add(-time.Hour))
+	want.QuotaID = k.ID
 	equalKeys(t, "key after Create", k, want)
 
 	got, err := s.ByHash(ctx, k.Hash)
@@ -133,7 +149,7 @@ func testCreateAndLookup(t *testing.T, s apikey.Store) {
 
 func testCreateFillsDefaults(t *testing.T, s apikey.Store) {
 	ctx := context.Background()
-	k := apikey.Key{UserID: "u1", Hash: apikey.Hash("x"), Plan: "pro", MonthlyCallLimit: 5, CreatedAt: t0}
+	k := apikey.Key{UserID: "u1", Hash: apikey.Hash("x"), Plan: "free", CreatedAt: t0}
 	if err := s.Create(ctx, &k); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -143,18 +159,51 @@ func testCreateFillsDefaults(t *testing.T, s apikey.Store) {
 	if k.Status != apikey.StatusActive {
 		t.Errorf("Status = %q, want active", k.Status)
 	}
+	if k.QuotaID != k.ID {
+		t.Errorf("QuotaID = %q, want the key's own ID %q", k.QuotaID, k.ID)
+	}
 	got, err := s.ByID(ctx, k.ID)
 	if err != nil {
 		t.Fatalf("ByID: %v", err)
 	}
-	if got.Status != apikey.StatusActive || !got.CycleStart.Equal(us(t0)) {
-		t.Errorf("stored status %q cycle start %v, want active and created_at %v", got.Status, got.CycleStart, us(t0))
+	equalKeys(t, "stored key", got, k)
+
+	// A key created with an ID keeps it, and its quota is named after it.
+	named := apikey.Key{ID: "key_named", UserID: "u2", Hash: apikey.Hash("y"), Plan: "free", CreatedAt: t0}
+	if err := s.Create(ctx, &named); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if got, err := s.ByHash(ctx, named.Hash); err != nil || got.ID != "key_named" || got.QuotaID != "key_named" {
+		t.Errorf("key created with an ID reads %+v, %v; want ID and QuotaID key_named", got, err)
+	}
+}
+
+func testCreateKeepsQuotaID(t *testing.T, s apikey.Store) {
+	ctx := context.Background()
+	// Quota IDs are the caller's to choose and need not be unique: an imported
+	// revoked key and the active key of its user may spend the same quota.
+	_, old := newKey(t, "u1", "gold")
+	old.QuotaID, old.Status, old.RevokedAt, old.RevokeReason = "q_shared", apikey.StatusRevoked, t0, "imported"
+	_, cur := newKey(t, "u1", "gold")
+	cur.QuotaID = "q_shared"
+	for _, k := range []*apikey.Key{&old, &cur} {
+		if err := s.Create(ctx, k); err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+		if k.QuotaID != "q_shared" {
+			t.Errorf("Create changed QuotaID to %q", k.QuotaID)
+		}
+		got, err := s.ByHash(ctx, k.Hash)
+		if err != nil {
+			t.Fatalf("ByHash: %v", err)
+		}
+		equalKeys(t, "key with a quota ID", got, *k)
 	}
 }
 
 func testCreateRejectsIncomplete(t *testing.T, s apikey.Store) {
 	ctx := context.Background()
-	base := apikey.Key{UserID: "u1", Hash: apikey.Hash("x"), Plan: "pro", CreatedAt: t0}
+	base := apikey.Key{UserID: "u1", Hash: apikey.Hash("x"), Plan: "free", CreatedAt: t0}
 	for name, mutate := range map[string]func(*apikey.Key){
 		"no user":     func(k *apikey.Key) { k.UserID = "" },
 		"no hash":     func(k *apikey.Key) { k.Hash = "" },
@@ -218,15 +267,16 @@ func testNotFound(t *testing.T, s apikey.Store) {
 	if err != nil || keys == nil || len(keys) != 0 {
 		t.Errorf("ListByUser(nobody) = %#v, %v; want an empty non-nil slice and no error", keys, err)
 	}
-	if n, err := s.RevokeUser(ctx, "nobody", "test", t0); n != 0 || err != nil {
-		t.Errorf("RevokeUser(nobody) = %d, %v; want 0, nil", n, err)
+	revoked, err := s.RevokeUser(ctx, "nobody", "test", t0)
+	if err != nil || revoked == nil || len(revoked) != 0 {
+		t.Errorf("RevokeUser(nobody) = %#v, %v; want an empty non-nil slice and no error", revoked, err)
 	}
 }
 
 func testOneActivePerUser(t *testing.T, s apikey.Store) {
 	ctx := context.Background()
 	first := mustCreate(t, s, "u1")
-	_, second := newKey(t, "u1", "pro", 1000)
+	_, second := newKey(t, "u1", "free")
 	if err := s.Create(ctx, &second); !errors.Is(err, apikey.ErrActiveExists) {
 		t.Fatalf("second active Create = %v, want ErrActiveExists", err)
 	}
@@ -234,7 +284,7 @@ func testOneActivePerUser(t *testing.T, s apikey.Store) {
 		t.Errorf("the refused key was stored: ByHash = %v", err)
 	}
 	// A revoked key for the same user, and an active key for another, are fine.
-	_, revoked := newKey(t, "u1", "pro", 1000)
+	_, revoked := newKey(t, "u1", "free")
 	revoked.Status, revoked.RevokedAt, revoked.RevokeReason = apikey.StatusRevoked, t0, "imported"
 	if err := s.Create(ctx, &revoked); err != nil {
 		t.Errorf("Create(revoked key for u1) = %v", err)
@@ -253,9 +303,9 @@ func testTimesRoundTrip(t *testing.T, s apikey.Store) {
 	ctx := context.Background()
 	// Nanoseconds and a zone east of UTC, a zone west of it, and a zero time.
 	west := time.FixedZone("PDT", -7*3600)
-	_, k := newKey(t, "u1", "pro", 1000)
+	_, k := newKey(t, "u1", "free")
 	k.Status = apikey.StatusRevoked
-	k.CycleStart = time.Date(2025, 12, 31, 23, 59, 59, 999999999, west)
+	k.CreatedAt = time.Date(2025, 12, 31, 23, 59, 59, 999999999, west)
 	k.LastUsedAt = t0.Add(time.Nanosecond * 999)
 	k.RevokedAt = t0.Add(time.Hour + 1500*time.Nanosecond)
 	if err := s.Create(ctx, &k); err != nil {
@@ -269,8 +319,7 @@ func testTimesRoundTrip(t *testing.T, s apikey.Store) {
 		name      string
 		got, want time.Time
 	}{
-		{"cycle_start", got.CycleStart, time.Date(2026, 1, 1, 6, 59, 59, 999999000, time.UTC)},
-		{"created_at", got.CreatedAt, time.Date(2026, 3, 14, 9, 39, 26, 535897000, time.UTC)},
+		{"created_at", got.CreatedAt, time.Date(2026, 1, 1, 6, 59, 59, 999999000, time.UTC)},
 		{"last_used_at", got.LastUsedAt, time.Date(2026, 3, 14, 9, 39, 26, 535898000, time.UTC)},
 		{"revoked_at", got.RevokedAt, time.Date(2026, 3, 14, 10, 39, 26, 535899000, time.UTC)},
 	} {
@@ -292,7 +341,7 @@ func testListNewestFirst(t *testing.T, s apikey.Store) {
 	ctx := context.Background()
 	var want []string
 	for i := range 4 {
-		_, k := newKey(t, "u1", "pro", 1000)
+		_, k := newKey(t, "u1", "free")
 		// Created out of order, a microsecond apart at the closest.
 		k.CreatedAt = t0.Add(time.Duration((i*7)%4) * time.Microsecond)
 		if i < 3 {
@@ -352,7 +401,7 @@ func testRevoke(t *testing.T, s apikey.Store) {
 
 func testRevokeUser(t *testing.T, s apikey.Store) {
 	ctx := context.Background()
-	_, old := newKey(t, "u1", "pro", 1000)
+	_, old := newKey(t, "u1", "free")
 	old.Status, old.RevokedAt, old.RevokeReason = apikey.StatusRevoked, t0, "old"
 	if err := s.Create(ctx, &old); err != nil {
 		t.Fatal(err)
@@ -360,37 +409,75 @@ func testRevokeUser(t *testing.T, s apikey.Store) {
 	k := mustCreate(t, s, "u1")
 	other := mustCreate(t, s, "u2")
 	at := t0.Add(time.Minute)
-	n, err := s.RevokeUser(ctx, "u1", "downgrade", at)
-	if n != 1 || err != nil {
-		t.Fatalf("RevokeUser = %d, %v; want 1, nil", n, err)
+	revoked, err := s.RevokeUser(ctx, "u1", "downgrade", at)
+	if err != nil || len(revoked) != 1 {
+		t.Fatalf("RevokeUser = %+v, %v; want the one active key", revoked, err)
 	}
+	// It returns the key it revoked, as it now is: what a cache must forget.
+	want := k
+	want.Status, want.RevokedAt, want.RevokeReason = apikey.StatusRevoked, us(at), "downgrade"
+	equalKeys(t, "key returned by RevokeUser", revoked[0], want)
 	got, _ := s.ByID(ctx, k.ID)
-	if got.Active() || !got.RevokedAt.Equal(us(at)) || got.RevokeReason != "downgrade" {
-		t.Errorf("after RevokeUser the key is %s at %v (%q)", got.Status, got.RevokedAt, got.RevokeReason)
-	}
+	equalKeys(t, "key after RevokeUser", got, want)
 	got, _ = s.ByID(ctx, old.ID)
-	if !got.RevokedAt.Equal(us(t0)) || got.RevokeReason != "old" {
-		t.Errorf("RevokeUser rewrote an already revoked key: %v %q", got.RevokedAt, got.RevokeReason)
-	}
-	if n, err := s.RevokeUser(ctx, "u1", "downgrade", at); n != 0 || err != nil {
-		t.Errorf("second RevokeUser = %d, %v; want 0, nil", n, err)
+	equalKeys(t, "already revoked key after RevokeUser", got, old)
+	if revoked, err := s.RevokeUser(ctx, "u1", "downgrade", at); err != nil || revoked == nil || len(revoked) != 0 {
+		t.Errorf("second RevokeUser = %#v, %v; want an empty non-nil slice and no error", revoked, err)
 	}
 	if got, _ := s.ByID(ctx, other.ID); !got.Active() {
 		t.Errorf("RevokeUser touched another user's key")
 	}
 }
 
+// testLookupsSeeRevocation: once Revoke, RevokeUser or Rotate has returned, ByHash
+// and ByID report the key revoked, even right after looking it up active (a store
+// that caches lookups must drop what it revokes).
+func testLookupsSeeRevocation(t *testing.T, s apikey.Store) {
+	ctx := context.Background()
+	byRevoke, byUser, byRotate := mustCreate(t, s, "u1"), mustCreate(t, s, "u2"), mustCreate(t, s, "u3")
+	for _, k := range []apikey.Key{byRevoke, byUser, byRotate} {
+		for range 2 {
+			if got, err := s.ByHash(ctx, k.Hash); err != nil || !got.Active() {
+				t.Fatalf("ByHash(new key) = %+v, %v; want it active", got, err)
+			}
+			if got, err := s.ByID(ctx, k.ID); err != nil || !got.Active() {
+				t.Fatalf("ByID(new key) = %+v, %v; want it active", got, err)
+			}
+		}
+	}
+	if err := s.Revoke(ctx, byRevoke.ID, "leaked", t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RevokeUser(ctx, "u2", "closed", t0); err != nil {
+		t.Fatal(err)
+	}
+	nk := next(t)
+	if _, err := s.Rotate(ctx, "u3", &nk, t0); err != nil {
+		t.Fatal(err)
+	}
+	for name, k := range map[string]apikey.Key{"Revoke": byRevoke, "RevokeUser": byUser, "Rotate": byRotate} {
+		if got, err := s.ByHash(ctx, k.Hash); err != nil || got.Active() {
+			t.Errorf("ByHash after %s = %s, %v; want the key revoked", name, got.Status, err)
+		}
+		if got, err := s.ByID(ctx, k.ID); err != nil || got.Active() {
+			t.Errorf("ByID after %s = %s, %v; want the key revoked", name, got.Status, err)
+		}
+	}
+	if got, err := s.ByHash(ctx, nk.Hash); err != nil || !got.Active() {
+		t.Errorf("ByHash(successor) = %+v, %v; want it active", got, err)
+	}
+}
+
 func testRotate(t *testing.T, s apikey.Store) {
 	ctx := context.Background()
-	_, k := newKey(t, "u1", "team", 250000)
-	k.CallsUsed = 4321
-	k.CycleStart = t0.Add(-20 * 24 * time.Hour)
+	_, k := newKey(t, "u1", "gold")
 	k.LastUsedAt = t0.Add(-time.Minute)
 	if err := s.Create(ctx, &k); err != nil {
 		t.Fatal(err)
 	}
 	at := t0.Add(time.Hour)
 	nk := next(t)
+	nk.Plan, nk.QuotaID, nk.UserID = "free", "q_other", "u9" // the store decides these
 	old, err := s.Rotate(ctx, "u1", &nk, at)
 	if err != nil {
 		t.Fatalf("Rotate: %v", err)
@@ -408,9 +495,9 @@ func testRotate(t *testing.T, s apikey.Store) {
 	}
 	want := apikey.Key{
 		ID: nk.ID, UserID: "u1", Hash: nk.Hash, KeyPrefix: nk.KeyPrefix, Last4: nk.Last4,
-		Plan: "team", Status: apikey.StatusActive,
-		// The successor inherits the quota: rotating must not reset usage.
-		MonthlyCallLimit: 250000, CallsUsed: 4321, CycleStart: us(k.CycleStart),
+		Plan: "gold", Status: apikey.StatusActive,
+		// The successor spends the old key's quota: rotating must not reset usage.
+		QuotaID:   k.ID,
 		CreatedAt: us(at),
 	}
 	equalKeys(t, "successor as filled in", nk, want)
@@ -421,6 +508,39 @@ func testRotate(t *testing.T, s apikey.Store) {
 	equalKeys(t, "stored successor", got, want)
 	if act := activeKeys(t, s, "u1"); len(act) != 1 || act[0].ID != nk.ID {
 		t.Errorf("active keys after Rotate = %+v, want only the successor", act)
+	}
+}
+
+func testRotateChain(t *testing.T, s apikey.Store) {
+	ctx := context.Background()
+	_, k := newKey(t, "u1", "gold")
+	k.QuotaID = "q_u1"
+	if err := s.Create(ctx, &k); err != nil {
+		t.Fatal(err)
+	}
+	prev := k
+	for i := range 3 {
+		nk := next(t)
+		old, err := s.Rotate(ctx, "u1", &nk, t0.Add(time.Duration(i+1)*time.Minute))
+		if err != nil {
+			t.Fatalf("Rotate %d: %v", i, err)
+		}
+		if old.ID != prev.ID || old.QuotaID != "q_u1" {
+			t.Errorf("Rotate %d revoked %s (quota %q), want %s (quota q_u1)", i, old.ID, old.QuotaID, prev.ID)
+		}
+		if nk.QuotaID != "q_u1" || nk.Plan != "gold" {
+			t.Errorf("successor %d has quota %q plan %q, want q_u1 and gold", i, nk.QuotaID, nk.Plan)
+		}
+		prev = nk
+	}
+	keys, err := s.ListByUser(ctx, "u1")
+	if err != nil || len(keys) != 4 {
+		t.Fatalf("ListByUser = %d keys, %v; want 4", len(keys), err)
+	}
+	for _, k := range keys {
+		if k.QuotaID != "q_u1" {
+			t.Errorf("key %s spends quota %q, want q_u1", k.ID, k.QuotaID)
+		}
 	}
 }
 
@@ -447,8 +567,8 @@ func testRotateFailureChangesNothing(t *testing.T, s apikey.Store) {
 	k := mustCreate(t, s, "u1")
 	taken := mustCreate(t, s, "u2")
 	for name, nk := range map[string]apikey.Key{
-		"no hash":    {KeyPrefix: apikey.Prefix, Last4: "abcd"},
-		"taken hash": {Hash: taken.Hash, KeyPrefix: apikey.Prefix, Last4: "abcd"},
+		"no hash":    {KeyPrefix: apikey.DefaultPrefix, Last4: "abcd"},
+		"taken hash": {Hash: taken.Hash, KeyPrefix: apikey.DefaultPrefix, Last4: "abcd"},
 	} {
 		if _, err := s.Rotate(ctx, "u1", &nk, t0.Add(time.Hour)); err == nil {
 			t.Errorf("%s: Rotate succeeded", name)
@@ -470,7 +590,7 @@ func testConcurrentCreate(t *testing.T, s apikey.Store) {
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for range n {
-		_, k := newKey(t, "u1", "pro", 1000)
+		_, k := newKey(t, "u1", "free")
 		wg.Go(func() {
 			switch err := s.Create(context.Background(), &k); {
 			case err == nil:
@@ -520,6 +640,9 @@ func testConcurrentRotate(t *testing.T, s apikey.Store) {
 		}
 		revokedBy[olds[i].ID]++
 		created[nexts[i].ID] = true
+		if nexts[i].QuotaID != first.ID {
+			t.Errorf("successor %d spends quota %q, want the first key's %q", i, nexts[i].QuotaID, first.ID)
+		}
 	}
 	for id, c := range revokedBy {
 		if c != 1 || !created[id] {
@@ -542,18 +665,21 @@ func testConcurrentRotate(t *testing.T, s apikey.Store) {
 	}
 }
 
+// testReadersDuringRotation: readers listing a user's keys while the user's key is
+// rotated over and over always see exactly one active key. Rotations go on until
+// the readers have read during them (at least 20 rotations, at most 10 s).
 func testReadersDuringRotation(t *testing.T, s apikey.Store) {
-	const rotations = 20
+	const rotations, readers = 20, 2
 	mustCreate(t, s, "u1")
 	ctx := context.Background()
 	done := make(chan struct{})
+	started := make(chan struct{}, readers)
 	var wg sync.WaitGroup
 	var reads atomic.Int32
-	bad := make(chan string, 2)
-	for range 2 {
+	bad := make(chan string, readers)
+	for range readers {
 		wg.Go(func() {
-			deadline := time.Now().Add(30 * time.Second)
-			for time.Now().Before(deadline) {
+			for first := true; ; first = false {
 				select {
 				case <-done:
 					return
@@ -575,23 +701,73 @@ func testReadersDuringRotation(t *testing.T, s apikey.Store) {
 					return
 				}
 				reads.Add(1)
+				if first {
+					started <- struct{}{}
+				}
 			}
 		})
 	}
-	for i := range rotations {
+	for range readers {
+		<-started
+	}
+	before := reads.Load()
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; i < rotations || reads.Load()-before < 2*rotations && time.Now().Before(deadline); i++ {
 		nk := next(t)
 		if _, err := s.Rotate(ctx, "u1", &nk, t0.Add(time.Duration(i)*time.Second)); err != nil {
 			t.Errorf("Rotate: %v", err)
 			break
 		}
+		if len(bad) > 0 {
+			break
+		}
 	}
+	overlapping := reads.Load() - before
 	close(done)
 	wg.Wait()
 	close(bad)
 	for msg := range bad {
 		t.Error(msg)
 	}
-	if reads.Load() == 0 {
-		t.Log("no read overlapped the rotations")
+	if overlapping == 0 {
+		t.Error("no read overlapped the rotations")
+	}
+}
+
+// testTouch: Touch records the latest use of each key, never moves it back, skips
+// unknown IDs, and works on revoked keys too (a key's last use outlives it).
+func testTouch(t *testing.T, s apikey.Store) {
+	ctx := context.Background()
+	a, b := mustCreate(t, s, "touch-a"), mustCreate(t, s, "touch-b")
+	later := t0.Add(time.Hour + 123456789*time.Nanosecond)
+	if err := s.Touch(ctx, map[string]time.Time{a.ID: later, b.ID: t0.Add(time.Minute), "key_unknown": later}); err != nil {
+		t.Fatalf("Touch: %v", err)
+	}
+	if err := s.Touch(ctx, map[string]time.Time{a.ID: t0.Add(time.Minute)}); err != nil {
+		t.Fatalf("Touch with an older time: %v", err)
+	}
+	if err := s.Touch(ctx, nil); err != nil {
+		t.Fatalf("Touch(nil): %v", err)
+	}
+	for _, c := range []struct {
+		id   string
+		want time.Time
+	}{{a.ID, us(later)}, {b.ID, us(t0.Add(time.Minute))}} {
+		k, err := s.ByID(ctx, c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !k.LastUsedAt.Equal(c.want) || k.LastUsedAt.Location() != time.UTC {
+			t.Errorf("LastUsedAt of %s = %v, want %v in UTC", c.id, k.LastUsedAt, c.want)
+		}
+	}
+	if err := s.Revoke(ctx, b.ID, "test", t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Touch(ctx, map[string]time.Time{b.ID: later}); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := s.ByID(ctx, b.ID); !k.LastUsedAt.Equal(us(later)) {
+		t.Errorf("LastUsedAt of a revoked key = %v, want %v", k.LastUsedAt, us(later))
 	}
 }

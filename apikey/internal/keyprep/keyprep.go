@@ -1,5 +1,5 @@
 // Package keyprep validates and completes keys the way every apikey.Store does, so
-// the stores agree on what Create and Rotate store.
+// that the stores agree on what Create and Rotate store.
 package keyprep
 
 import (
@@ -21,9 +21,9 @@ func T(t time.Time) time.Time {
 	return t.UTC().Truncate(time.Microsecond)
 }
 
-// ForCreate checks k and completes it as Store.Create documents: an empty ID gets
-// apikey.NewID(), an empty Status means active, a zero CycleStart is CreatedAt, and
-// every time is truncated to T.
+// ForCreate checks k and completes it as apikey.Store.Create documents: an empty
+// ID gets apikey.NewID(), an empty QuotaID is the ID, an empty Status means active,
+// and every time is truncated to T. It changes nothing when it returns an error.
 func ForCreate(k *apikey.Key) error {
 	switch {
 	case k.UserID == "":
@@ -33,9 +33,6 @@ func ForCreate(k *apikey.Key) error {
 	case k.CreatedAt.IsZero():
 		return errors.New("apikey: key has no creation time")
 	}
-	if k.ID == "" {
-		k.ID = apikey.NewID()
-	}
 	switch k.Status {
 	case "":
 		k.Status = apikey.StatusActive
@@ -43,10 +40,12 @@ func ForCreate(k *apikey.Key) error {
 	default:
 		return errors.New("apikey: unknown key status")
 	}
-	if k.CycleStart.IsZero() {
-		k.CycleStart = k.CreatedAt
+	if k.ID == "" {
+		k.ID = apikey.NewID()
 	}
-	k.CycleStart = T(k.CycleStart)
+	if k.QuotaID == "" {
+		k.QuotaID = k.ID
+	}
 	k.CreatedAt = T(k.CreatedAt)
 	k.LastUsedAt = T(k.LastUsedAt)
 	k.RevokedAt = T(k.RevokedAt)
@@ -65,18 +64,19 @@ func CheckNext(next *apikey.Key, now time.Time) error {
 }
 
 // Successor completes next, checked by CheckNext, as the key that replaces old at
-// now: it keeps old's user, plan, limit, calls used and cycle start, and is active,
-// created at now and never used. An empty ID gets a new one.
+// now: it keeps old's user, plan and quota (QuotaID, or old's ID if old has none),
+// and is active, created at now and never used. An empty ID gets a new one.
 func Successor(next *apikey.Key, old apikey.Key, now time.Time) {
 	if next.ID == "" {
 		next.ID = apikey.NewID()
 	}
 	next.UserID = old.UserID
 	next.Plan = old.Plan
+	next.QuotaID = old.QuotaID
+	if next.QuotaID == "" {
+		next.QuotaID = old.ID
+	}
 	next.Status = apikey.StatusActive
-	next.MonthlyCallLimit = old.MonthlyCallLimit
-	next.CallsUsed = old.CallsUsed
-	next.CycleStart = old.CycleStart
 	next.CreatedAt = T(now)
 	next.LastUsedAt = time.Time{}
 	next.RevokedAt = time.Time{}
