@@ -3,9 +3,12 @@ package quota_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
+	"github.com/releaseradar/tollgate/internal/problem"
 	"github.com/releaseradar/tollgate/quota"
 )
 
@@ -53,6 +56,8 @@ func TestRemaining(t *testing.T) {
 	}
 }
 
+var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+
 // grantStore grants what it is told and records the n it was asked for.
 type grantStore struct {
 	granted int64
@@ -65,9 +70,17 @@ func (g *grantStore) Reserve(_ context.Context, _ string, n int64, _ time.Time) 
 	return g.granted, quota.Usage{Limit: 7, Used: 7 - 1 + g.granted}, g.err
 }
 
-// Release is never called: Consume gives nothing back.
+// Release, Put and Usage are never called: Consume only reserves.
 func (g *grantStore) Release(context.Context, string, int64, time.Time) error {
 	panic("quota.Consume called Release")
+}
+
+func (g *grantStore) Put(context.Context, string, int64, time.Time) error {
+	panic("quota.Consume called Put")
+}
+
+func (g *grantStore) Usage(context.Context, string, time.Time) (quota.Usage, error) {
+	panic("quota.Consume called Usage")
 }
 
 func TestConsume(t *testing.T) {
@@ -81,7 +94,7 @@ func TestConsume(t *testing.T) {
 		{"granted", &grantStore{granted: 1}, nil},
 		{"nothing granted is ErrExceeded", &grantStore{granted: 0}, quota.ErrExceeded},
 		{"store errors pass through", &grantStore{err: backend}, backend},
-		{"revoked passes through", &grantStore{err: quota.ErrRevoked}, quota.ErrRevoked},
+		{"not found passes through", &grantStore{err: quota.ErrNotFound}, quota.ErrNotFound},
 	}
 	for _, c := range cases {
 		u, err := quota.Consume(context.Background(), c.store, "k", t0)
@@ -94,5 +107,47 @@ func TestConsume(t *testing.T) {
 		if u.Limit != 7 {
 			t.Errorf("%s: Consume dropped the usage: %+v", c.name, u)
 		}
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	u := quota.Usage{Reset: t0}
+	cases := []struct {
+		now  time.Time
+		want int64
+	}{
+		{t0.Add(-quota.DefaultCycle), int64(quota.DefaultCycle / time.Second)},
+		{t0.Add(-10 * time.Second), 10},
+		{t0.Add(-10*time.Second - time.Nanosecond), 11},
+		{t0.Add(-time.Millisecond), 1},
+		{t0, 1},
+		{t0.Add(time.Hour), 1},
+	}
+	for _, c := range cases {
+		if got := quota.RetryAfter(u, c.now); got != c.want {
+			t.Errorf("RetryAfter %v before the reset = %d, want %d", t0.Sub(c.now), got, c.want)
+		}
+	}
+}
+
+// TestErrors: the sentinels answer from the problem table, and ErrExceeded is
+// told apart from ErrNotFound.
+func TestErrors(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		err    error
+		status int
+	}{
+		{quota.ErrExceeded, http.StatusTooManyRequests},
+		{fmt.Errorf("wrapped: %w", quota.ErrNotFound), http.StatusForbidden},
+	}
+	for _, c := range cases {
+		if status, _, dep := problem.For(c.err); status != c.status || dep {
+			t.Errorf("%v answers %d (dependency %v), want %d", c.err, status, dep, c.status)
+		}
+	}
+	if errors.Is(quota.ErrExceeded, quota.ErrNotFound) {
+		t.Error("ErrExceeded matches ErrNotFound")
 	}
 }

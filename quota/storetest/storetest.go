@@ -1,9 +1,10 @@
 // Package storetest is the conformance suite that every quota.Store implementation
-// must pass against its real backend.
+// passes against its real backend.
 //
 // A store's test calls Run with a function that builds a Harness on a fresh, empty
-// backend. The suite injects every instant it reserves at, so 30-day cycles are
-// tested without sleeping.
+// backend; no case is skipped. The suite sets every quota through Store.Put and
+// injects every instant it reserves at, so 30-day cycles are tested without
+// sleeping. Bench measures Consume on a store.
 package storetest
 
 import (
@@ -18,24 +19,23 @@ import (
 	"github.com/releaseradar/tollgate/quota"
 )
 
-// Harness is a Store under test plus the backdoor the suite needs to arrange keys
-// and to check what the backend stored, without going through the Store.
+// Harness is a Store under test plus the backdoor the suite needs to check what
+// the backend stored without going through the Store. Both fields are required.
 type Harness struct {
-	// Store is the store under test.
+	// Store is the store under test, on a fresh backend. The suite sets its quotas
+	// with Store.Put; a store whose quotas live in rows that something else creates
+	// (quota/sqlstore on the api_keys table) wraps its Put to create the row first,
+	// as the application does.
 	Store quota.Store
-	// Add registers an active key with that ID: limit calls a cycle, the cycle
-	// starting at cycleStart, nothing used. IDs are unique within one harness.
-	Add func(id string, limit int64, cycleStart time.Time)
-	// Revoke marks the key revoked.
-	Revoke func(id string)
-	// Stored reads the key's calls used and cycle start as the backend holds them.
+	// Stored reads quota id's calls used and cycle start as the backend holds
+	// them, even when the cycle is due. It fails the test if id is unknown.
 	Stored func(id string) (used int64, cycleStart time.Time)
 }
 
-// Run runs the suite. newHarness returns a harness on a fresh backend whose store
-// counts in cycles of length cycle (zero means quota.DefaultCycle); it may be
-// called several times, in parallel, once per subtest, and should fail t rather
-// than return on error.
+// Run runs the suite, each case as a parallel subtest of t. newHarness returns a
+// harness on a fresh backend whose store counts in cycles of length cycle (zero
+// means quota.DefaultCycle); it is called once per subtest, in parallel, and
+// should fail t rather than return on error.
 func Run(t *testing.T, newHarness func(t *testing.T, cycle time.Duration) Harness) {
 	cases := []struct {
 		name string
@@ -47,7 +47,6 @@ func Run(t *testing.T, newHarness func(t *testing.T, cycle time.Duration) Harnes
 		{"ConcurrentReset", testConcurrentReset},
 		{"RefusedNotCounted", testRefusedNotCounted},
 		{"DueButRefused", testDueButRefused},
-		{"Revoked", testRevoked},
 		{"NotFound", testNotFound},
 		{"ReserveN", testReserveN},
 		{"InvalidN", testInvalidN},
@@ -57,8 +56,12 @@ func Run(t *testing.T, newHarness func(t *testing.T, cycle time.Duration) Harnes
 		{"Release", testRelease},
 		{"ReleaseAfterRestart", testReleaseAfterRestart},
 		{"ReleaseNeverBelowZero", testReleaseNeverBelowZero},
-		{"ReleaseRevokedOrUnknown", testReleaseRevokedOrUnknown},
 		{"ConcurrentRelease", testConcurrentRelease},
+		{"PutReplaces", testPutReplaces},
+		{"PutInvalid", testPutInvalid},
+		{"ConcurrentPut", testConcurrentPut},
+		{"LargeLimit", testLargeLimit},
+		{"CanceledContext", testCanceledContext},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -77,13 +80,13 @@ var base = time.Date(2026, 1, 15, 9, 30, 0, 0, time.UTC)
 
 const day = 24 * time.Hour
 
-// consumers is how many goroutines race on one key in the concurrency cases.
+// consumers is how many goroutines race on one quota in the concurrency cases.
 const consumers = 1000
 
-// race runs count reservations of n calls each on keyID at now, all released at
+// race runs count reservations of n calls each on quota id at now, all released at
 // once, and returns the calls granted in total and the Used of every usage that
 // came with a grant. Any error fails t: Reserve reports a refusal as 0 granted.
-func race(t *testing.T, s quota.Store, keyID string, count int, n int64, now time.Time) (granted int64, useds []int64) {
+func race(t *testing.T, s quota.Store, id string, count int, n int64, now time.Time) (granted int64, useds []int64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -96,7 +99,7 @@ func race(t *testing.T, s quota.Store, keyID string, count int, n int64, now tim
 	for range count {
 		wg.Go(func() {
 			<-start
-			g, u, err := s.Reserve(ctx, keyID, n, now)
+			g, u, err := s.Reserve(ctx, id, n, now)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -116,13 +119,13 @@ func race(t *testing.T, s quota.Store, keyID string, count int, n int64, now tim
 			t.Errorf("… and %d more errors", len(errs)-3)
 			break
 		}
-		t.Errorf("Reserve(%q, %d) error: %v", keyID, n, err)
+		t.Errorf("Reserve(%q, %d) error: %v", id, n, err)
 	}
 	return granted, useds
 }
 
 // wantStored fails t unless the backend holds used calls and a cycle starting at
-// start for the key.
+// start for quota id.
 func wantStored(t *testing.T, h Harness, id string, used int64, start time.Time) {
 	t.Helper()
 	gotUsed, gotStart := h.Stored(id)
@@ -148,9 +151,17 @@ func consume(t *testing.T, s quota.Store, id string, now time.Time) (quota.Usage
 	return quota.Consume(context.Background(), s, id, now)
 }
 
+// put sets quota id through the store, failing t on error.
+func put(t *testing.T, h Harness, id string, limit int64, cycleStart time.Time) {
+	t.Helper()
+	if err := h.Store.Put(context.Background(), id, limit, cycleStart); err != nil {
+		t.Fatalf("Put(%q, %d, %v): %v", id, limit, cycleStart, err)
+	}
+}
+
 func testExactness(t *testing.T, newHarness factory) {
 	h := newHarness(t, 0)
-	h.Add("k", 100, base)
+	put(t, h, "k", 100, base)
 	now := base.Add(10 * day)
 	granted, useds := race(t, h.Store, "k", consumers, 1, now)
 	if granted != 100 {
@@ -174,7 +185,7 @@ func testExactness(t *testing.T, newHarness factory) {
 
 func testExactnessReserveN(t *testing.T, newHarness factory) {
 	h := newHarness(t, 0)
-	h.Add("k", 100, base)
+	put(t, h, "k", 100, base)
 	// 200 reservations of 3: 33 full grants and one partial grant of 1.
 	granted, useds := race(t, h.Store, "k", 200, 3, base.Add(day))
 	if granted != 100 {
@@ -204,7 +215,7 @@ func testCycleBoundary(t *testing.T, newHarness factory) {
 		{"the next cycle starts at the call, not at the old end", end.Add(cycle + 90*time.Minute), 1, end.Add(cycle + 90*time.Minute)},
 	}
 	h := newHarness(t, 0)
-	h.Add("k", limit, base)
+	put(t, h, "k", limit, base)
 	for _, st := range steps {
 		u, err := consume(t, h.Store, "k", st.at)
 		if err != nil {
@@ -218,9 +229,9 @@ func testCycleBoundary(t *testing.T, newHarness factory) {
 func testConcurrentReset(t *testing.T, newHarness factory) {
 	const limit = 10
 	h := newHarness(t, 0)
-	h.Add("k", limit, base)
+	put(t, h, "k", limit, base)
 	if g, _, err := h.Store.Reserve(context.Background(), "k", limit, base.Add(day)); err != nil || g != limit {
-		t.Fatalf("exhausting the key: granted %d, err %v; want %d, nil", g, err, limit)
+		t.Fatalf("exhausting the quota: granted %d, err %v; want %d, nil", g, err, limit)
 	}
 	boundary := base.Add(quota.DefaultCycle)
 	granted, _ := race(t, h.Store, "k", consumers, 1, boundary)
@@ -237,7 +248,7 @@ func testConcurrentReset(t *testing.T, newHarness factory) {
 
 func testRefusedNotCounted(t *testing.T, newHarness factory) {
 	h := newHarness(t, 0)
-	h.Add("k", 2, base)
+	put(t, h, "k", 2, base)
 	now := base.Add(day)
 	for i := range 2 {
 		if _, err := consume(t, h.Store, "k", now); err != nil {
@@ -254,11 +265,11 @@ func testRefusedNotCounted(t *testing.T, newHarness factory) {
 	wantStored(t, h, "k", 2, base)
 }
 
-// testDueButRefused: a key with a limit of 0 is refused even when its cycle is due;
+// testDueButRefused: a quota with a limit of 0 is refused even when its cycle is due;
 // the refusal reports the fresh cycle it would have opened and writes nothing.
 func testDueButRefused(t *testing.T, newHarness factory) {
 	h := newHarness(t, 0)
-	h.Add("k", 0, base)
+	put(t, h, "k", 0, base)
 	now := base.Add(quota.DefaultCycle + time.Hour)
 	u, err := consume(t, h.Store, "k", now)
 	if !errors.Is(err, quota.ErrExceeded) {
@@ -268,29 +279,22 @@ func testDueButRefused(t *testing.T, newHarness factory) {
 	wantStored(t, h, "k", 0, base)
 }
 
-func testRevoked(t *testing.T, newHarness factory) {
-	h := newHarness(t, 0)
-	h.Add("k", 10, base)
-	if _, err := consume(t, h.Store, "k", base.Add(day)); err != nil {
-		t.Fatalf("Consume before revoking: %v", err)
-	}
-	h.Revoke("k")
-	for _, at := range []time.Time{base.Add(day), base.Add(quota.DefaultCycle)} {
-		g, _, err := h.Store.Reserve(context.Background(), "k", 3, at)
-		if !errors.Is(err, quota.ErrRevoked) || g != 0 {
-			t.Errorf("Reserve on a revoked key at %v: granted %d, err %v; want 0, ErrRevoked", at, g, err)
-		}
-	}
-	wantStored(t, h, "k", 1, base)
-}
-
+// testNotFound: every method but Put answers an unknown ID with ErrNotFound, and
+// IDs match exactly.
 func testNotFound(t *testing.T, newHarness factory) {
+	ctx := context.Background()
 	h := newHarness(t, 0)
-	h.Add("k", 10, base)
+	put(t, h, "k", 10, base)
 	for _, id := range []string{"nope", "", "K", "k ", "' OR 1=1 --"} {
-		g, _, err := h.Store.Reserve(context.Background(), id, 1, base.Add(day))
+		g, _, err := h.Store.Reserve(ctx, id, 1, base.Add(day))
 		if !errors.Is(err, quota.ErrNotFound) || g != 0 {
 			t.Errorf("Reserve(%q): granted %d, err %v; want 0, ErrNotFound", id, g, err)
+		}
+		if err := h.Store.Release(ctx, id, 1, base); !errors.Is(err, quota.ErrNotFound) {
+			t.Errorf("Release(%q): err = %v, want ErrNotFound", id, err)
+		}
+		if _, err := h.Store.Usage(ctx, id, base); !errors.Is(err, quota.ErrNotFound) {
+			t.Errorf("Usage(%q): err = %v, want ErrNotFound", id, err)
 		}
 	}
 	wantStored(t, h, "k", 0, base)
@@ -333,7 +337,7 @@ func testReserveN(t *testing.T, newHarness factory) {
 	h := newHarness(t, 0)
 	for i, c := range cases {
 		id := fmt.Sprintf("k%d", i)
-		h.Add(id, limit, base)
+		put(t, h, id, limit, base)
 		for j, st := range c.steps {
 			what := fmt.Sprintf("%s: step %d: Reserve(%d)", c.name, j+1, st.n)
 			g, u, err := h.Store.Reserve(context.Background(), id, st.n, st.at)
@@ -351,7 +355,7 @@ func testReserveN(t *testing.T, newHarness factory) {
 
 func testInvalidN(t *testing.T, newHarness factory) {
 	h := newHarness(t, 0)
-	h.Add("k", 10, base)
+	put(t, h, "k", 10, base)
 	for _, n := range []int64{0, -1, -1 << 40} {
 		g, _, err := h.Store.Reserve(context.Background(), "k", n, base.Add(day))
 		if err == nil || g != 0 {
@@ -363,8 +367,8 @@ func testInvalidN(t *testing.T, newHarness factory) {
 
 func testKeysIndependent(t *testing.T, newHarness factory) {
 	h := newHarness(t, 0)
-	h.Add("a", 3, base)
-	h.Add("b", 3, base.Add(day))
+	put(t, h, "a", 3, base)
+	put(t, h, "b", 3, base.Add(day))
 	now := base.Add(2 * day)
 	for range 3 {
 		if _, err := consume(t, h.Store, "a", now); err != nil {
@@ -383,7 +387,7 @@ func testKeysIndependent(t *testing.T, newHarness factory) {
 func testCustomCycle(t *testing.T, newHarness factory) {
 	const cycle = time.Hour
 	h := newHarness(t, cycle)
-	h.Add("k", 2, base)
+	put(t, h, "k", 2, base)
 	end := base.Add(cycle)
 	steps := []struct {
 		at        time.Time
@@ -408,12 +412,12 @@ func testCustomCycle(t *testing.T, newHarness factory) {
 	}
 }
 
-// testRelease: released calls count no more; a key refused at its limit is granted
+// testRelease: released calls count no more; a quota refused at its limit is granted
 // again after a release.
 func testRelease(t *testing.T, newHarness factory) {
 	ctx := context.Background()
 	h := newHarness(t, 0)
-	h.Add("k", 3, base)
+	put(t, h, "k", 3, base)
 	now := base.Add(day)
 	g, u, err := h.Store.Reserve(ctx, "k", 3, now)
 	if err != nil || g != 3 {
@@ -444,7 +448,7 @@ func testRelease(t *testing.T, newHarness factory) {
 func testReleaseAfterRestart(t *testing.T, newHarness factory) {
 	ctx := context.Background()
 	h := newHarness(t, 0)
-	h.Add("k", 5, base)
+	put(t, h, "k", 5, base)
 	_, old, err := h.Store.Reserve(ctx, "k", 2, base.Add(day))
 	if err != nil {
 		t.Fatal(err)
@@ -466,7 +470,7 @@ func testReleaseAfterRestart(t *testing.T, newHarness factory) {
 func testReleaseNeverBelowZero(t *testing.T, newHarness factory) {
 	ctx := context.Background()
 	h := newHarness(t, 0)
-	h.Add("k", 5, base)
+	put(t, h, "k", 5, base)
 	if g, _, err := h.Store.Reserve(ctx, "k", 2, base.Add(day)); err != nil || g != 2 {
 		t.Fatalf("Reserve(2): granted %d, err %v", g, err)
 	}
@@ -481,27 +485,6 @@ func testReleaseNeverBelowZero(t *testing.T, newHarness factory) {
 	}
 }
 
-// testReleaseRevokedOrUnknown: a revoked key gives nothing back and is no error;
-// an unknown one is ErrNotFound.
-func testReleaseRevokedOrUnknown(t *testing.T, newHarness factory) {
-	ctx := context.Background()
-	h := newHarness(t, 0)
-	h.Add("k", 5, base)
-	if _, err := consume(t, h.Store, "k", base.Add(day)); err != nil {
-		t.Fatal(err)
-	}
-	h.Revoke("k")
-	if err := h.Store.Release(ctx, "k", 1, base); err != nil {
-		t.Errorf("Release on a revoked key: %v, want nil", err)
-	}
-	wantStored(t, h, "k", 1, base)
-	for _, id := range []string{"nope", "", "K", "' OR 1=1 --"} {
-		if err := h.Store.Release(ctx, id, 1, base); !errors.Is(err, quota.ErrNotFound) {
-			t.Errorf("Release(%q): err = %v, want ErrNotFound", id, err)
-		}
-	}
-}
-
 // testConcurrentRelease: goroutines reserve one call each and half of those granted
 // give it back at once. At no moment are more calls held than the limit, and the
 // count ends at exactly what was granted and kept.
@@ -511,7 +494,7 @@ func testConcurrentRelease(t *testing.T, newHarness factory) {
 		callers = 500
 	)
 	h := newHarness(t, 0)
-	h.Add("k", limit, base)
+	put(t, h, "k", limit, base)
 	now := base.Add(day)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -569,24 +552,17 @@ func testConcurrentRelease(t *testing.T, newHarness factory) {
 	t.Logf("granted %d, released %d, peak held %d", granted.Load(), released.Load(), peak.Load())
 }
 
-// UsageReader is implemented by stores that can report a key's usage without
-// counting anything (memstore and sqlstore do); the suite checks it when the
-// harness's Store has it.
-type UsageReader interface {
-	Usage(ctx context.Context, keyID string, now time.Time) (quota.Usage, error)
-}
-
+// testUsage: Usage reads what a reservation would find and writes nothing.
 func testUsage(t *testing.T, newHarness factory) {
 	const cycle = time.Hour
-	h := newHarness(t, cycle)
-	r, ok := h.Store.(UsageReader)
-	if !ok {
-		t.Skipf("%T has no Usage method", h.Store)
-	}
 	ctx := context.Background()
-	h.Add("k", 3, base)
-	h.Add("r", 3, base)
-	h.Revoke("r")
+	h := newHarness(t, cycle)
+	put(t, h, "k", 3, base)
+	if u, err := h.Store.Usage(ctx, "k", base); err != nil {
+		t.Fatalf("Usage of a new quota: %v", err)
+	} else {
+		wantUsage(t, "a new quota", u, 3, 0, base, cycle)
+	}
 	if _, _, err := h.Store.Reserve(ctx, "k", 2, base); err != nil {
 		t.Fatal(err)
 	}
@@ -598,41 +574,206 @@ func testUsage(t *testing.T, newHarness factory) {
 	}{
 		{"within the cycle", base.Add(cycle - time.Second), 2, base},
 		{"a due cycle reads as fresh", base.Add(cycle), 0, base.Add(cycle)},
+		{"long after", base.Add(10 * cycle), 0, base.Add(10 * cycle)},
 	}
 	for _, c := range cases {
-		u, err := r.Usage(ctx, "k", c.at)
+		u, err := h.Store.Usage(ctx, "k", c.at)
 		if err != nil {
 			t.Fatalf("%s: Usage: %v", c.name, err)
 		}
 		wantUsage(t, c.name, u, 3, c.wantUsed, c.wantStart, cycle)
 	}
 	wantStored(t, h, "k", 2, base) // Usage wrote nothing
-	if _, err := r.Usage(ctx, "r", base); !errors.Is(err, quota.ErrRevoked) {
-		t.Errorf("Usage on a revoked key: err = %v, want ErrRevoked", err)
+}
+
+// testPutReplaces: Put on an existing quota sets a new limit and cycle with nothing
+// used, and a give-back for the replaced cycle changes nothing.
+func testPutReplaces(t *testing.T, newHarness factory) {
+	ctx := context.Background()
+	h := newHarness(t, 0)
+	put(t, h, "k", 2, base)
+	put(t, h, "other", 2, base)
+	_, old, err := h.Store.Reserve(ctx, "k", 2, base.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := r.Usage(ctx, "x", base); !errors.Is(err, quota.ErrNotFound) {
-		t.Errorf("Usage on an unknown key: err = %v, want ErrNotFound", err)
+	if _, err := consume(t, h.Store, "k", base.Add(time.Hour)); !errors.Is(err, quota.ErrExceeded) {
+		t.Fatalf("Consume on a spent quota: err = %v, want ErrExceeded", err)
+	}
+
+	// A higher limit in a new cycle.
+	next := base.Add(2 * time.Hour)
+	put(t, h, "k", 5, next)
+	wantStored(t, h, "k", 0, next)
+	if u, err := h.Store.Usage(ctx, "k", next); err != nil {
+		t.Fatal(err)
+	} else {
+		wantUsage(t, "after Put", u, 5, 0, next, quota.DefaultCycle)
+	}
+	u, err := consume(t, h.Store, "k", next.Add(time.Minute))
+	if err != nil {
+		t.Fatalf("Consume after Put raised the limit: %v", err)
+	}
+	wantUsage(t, "first call after Put", u, 5, 1, next, quota.DefaultCycle)
+	if err := h.Store.Release(ctx, "k", 2, old.CycleStart); err != nil {
+		t.Fatalf("Release for the replaced cycle: %v", err)
+	}
+	wantStored(t, h, "k", 1, next)
+
+	// The same cycle start again still clears what was used; a limit of 0 refuses.
+	put(t, h, "k", 0, next)
+	wantStored(t, h, "k", 0, next)
+	if _, err := consume(t, h.Store, "k", next.Add(time.Hour)); !errors.Is(err, quota.ErrExceeded) {
+		t.Errorf("Consume after Put set a limit of 0: err = %v, want ErrExceeded", err)
+	}
+	// Other quotas are untouched.
+	wantStored(t, h, "other", 0, base)
+	if u, err := h.Store.Usage(ctx, "other", base); err != nil || u.Limit != 2 {
+		t.Errorf("the other quota after Put on k: usage %+v, err %v; want limit 2", u, err)
 	}
 }
 
-// Bench measures quota.Consume on s, which must be empty: on one hot key and spread
-// over 1,000 keys, serially and from b.RunParallel's goroutines (run with -cpu
-// 1,2,… to vary them). add registers a key as Harness.Add does.
-func Bench(b *testing.B, s quota.Store, add func(id string, limit int64, cycleStart time.Time)) {
+// testPutInvalid: a negative limit is an error and changes nothing.
+func testPutInvalid(t *testing.T, newHarness factory) {
+	ctx := context.Background()
+	h := newHarness(t, 0)
+	put(t, h, "k", 3, base)
+	if _, _, err := h.Store.Reserve(ctx, "k", 1, base); err != nil {
+		t.Fatal(err)
+	}
+	for _, limit := range []int64{-1, -1 << 40} {
+		if err := h.Store.Put(ctx, "k", limit, base.Add(time.Hour)); err == nil {
+			t.Errorf("Put(limit=%d): nil error, want one", limit)
+		}
+	}
+	wantStored(t, h, "k", 1, base)
+	if u, err := h.Store.Usage(ctx, "k", base); err != nil || u.Limit != 3 {
+		t.Errorf("after refused Puts: usage %+v, err %v; want limit 3", u, err)
+	}
+	if err := h.Store.Put(ctx, "new", -1, base); err == nil {
+		t.Error("Put(new, limit=-1): nil error, want one")
+	}
+	if _, err := h.Store.Usage(ctx, "new", base); !errors.Is(err, quota.ErrNotFound) {
+		t.Errorf("a refused Put created the quota: Usage err = %v, want ErrNotFound", err)
+	}
+}
+
+// testConcurrentPut: racing Puts of one new quota all succeed and leave one of the
+// quotas they set, with nothing used.
+func testConcurrentPut(t *testing.T, newHarness factory) {
+	const racers = 50
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	h := newHarness(t, 0)
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		fails atomic.Int64
+	)
+	for i := range racers {
+		wg.Go(func() {
+			<-start
+			if err := h.Store.Put(ctx, "k", int64(i+1), base); err != nil {
+				t.Errorf("Put(limit %d): %v", i+1, err)
+				fails.Add(1)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if fails.Load() > 0 {
+		t.FailNow()
+	}
+	wantStored(t, h, "k", 0, base)
+	u, err := h.Store.Usage(ctx, "k", base)
+	if err != nil || u.Limit < 1 || u.Limit > racers {
+		t.Errorf("after racing Puts: usage %+v, err %v; want one of the limits 1..%d", u, err, racers)
+	}
+}
+
+// testLargeLimit: limits and reservations are int64 end to end, past the 2³¹ of a
+// 32-bit column.
+func testLargeLimit(t *testing.T, newHarness factory) {
+	const limit = 3_000_000_000
+	ctx := context.Background()
+	h := newHarness(t, 0)
+	put(t, h, "k", limit, base)
+	now := base.Add(day)
+	steps := []struct{ n, wantGranted, wantUsed int64 }{
+		{2_500_000_000, 2_500_000_000, 2_500_000_000},
+		{1 << 40, 500_000_000, limit},
+		{1 << 62, 0, limit},
+	}
+	for _, st := range steps {
+		g, u, err := h.Store.Reserve(ctx, "k", st.n, now)
+		if err != nil {
+			t.Fatalf("Reserve(%d): %v", st.n, err)
+		}
+		if g != st.wantGranted {
+			t.Errorf("Reserve(%d) granted %d, want %d", st.n, g, st.wantGranted)
+		}
+		wantUsage(t, fmt.Sprintf("Reserve(%d)", st.n), u, limit, st.wantUsed, base, quota.DefaultCycle)
+	}
+	if err := h.Store.Release(ctx, "k", 2_000_000_001, base); err != nil {
+		t.Fatal(err)
+	}
+	wantStored(t, h, "k", 999_999_999, base)
+	// A due cycle grants a huge n up to the limit at once.
+	end := base.Add(quota.DefaultCycle)
+	if g, u, err := h.Store.Reserve(ctx, "k", 1<<62, end); err != nil || g != limit {
+		t.Errorf("Reserve(2^62) at the boundary: granted %d, err %v; want %d", g, err, limit)
+	} else {
+		wantUsage(t, "at the boundary", u, limit, limit, end, quota.DefaultCycle)
+	}
+}
+
+// testCanceledContext: a canceled context fails every method with an error that is
+// none of the quota sentinels, and nothing is counted.
+func testCanceledContext(t *testing.T, newHarness factory) {
+	h := newHarness(t, 0)
+	put(t, h, "k", 5, base)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	isSentinel := func(err error) bool {
+		return errors.Is(err, quota.ErrNotFound) || errors.Is(err, quota.ErrExceeded)
+	}
+	if g, _, err := h.Store.Reserve(ctx, "k", 1, base.Add(day)); err == nil || g != 0 || isSentinel(err) {
+		t.Errorf("Reserve: granted %d, err %v; want 0 and a context error", g, err)
+	}
+	if err := h.Store.Release(ctx, "k", 1, base); err == nil || isSentinel(err) {
+		t.Errorf("Release: err %v, want a context error", err)
+	}
+	if _, err := h.Store.Usage(ctx, "k", base); err == nil || isSentinel(err) {
+		t.Errorf("Usage: err %v, want a context error", err)
+	}
+	if err := h.Store.Put(ctx, "k", 9, base.Add(day)); err == nil || isSentinel(err) {
+		t.Errorf("Put: err %v, want a context error", err)
+	}
+	wantStored(t, h, "k", 0, base)
+	if u, err := h.Store.Usage(context.Background(), "k", base); err != nil || u.Limit != 5 {
+		t.Errorf("after the canceled calls: usage %+v, err %v; want limit 5", u, err)
+	}
+}
+
+// Bench measures quota.Consume on s, which must be empty: on one hot quota and
+// spread over 1,000 quotas, serially and from b.RunParallel's goroutines (run with
+// -cpu 1,2,… to vary them). It sets the quotas with s.Put, with limits no run
+// exhausts.
+func Bench(b *testing.B, s quota.Store) {
 	const (
-		keys = 1000
-		// limit is the largest an INTEGER column holds on PostgreSQL, so no run
-		// ever exhausts a key.
-		limit = 1<<31 - 1
+		keys  = 1000
+		limit = 1 << 62
 	)
 	now := base.Add(day)
 	ids := make([]string, keys)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("bench-%04d", i)
-		add(ids[i], limit, base)
+		if err := s.Put(context.Background(), ids[i], limit, base); err != nil {
+			b.Fatalf("Put(%q): %v", ids[i], err)
+		}
 	}
 	ctx := context.Background()
-	var offset atomic.Int64 // spreads parallel goroutines over different keys
+	var offset atomic.Int64 // spreads parallel goroutines over different quotas
 	pickers := []struct {
 		name string
 		pick func(i int) string
