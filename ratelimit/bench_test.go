@@ -3,67 +3,51 @@ package ratelimit_test
 import (
 	"context"
 	"fmt"
-	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"os"
 	"sync/atomic"
 	"testing"
 
-	"github.com/ulule/limiter/v3"
-
 	"github.com/releaseradar/tollgate/internal/testenv"
 	"github.com/releaseradar/tollgate/ratelimit"
+	"github.com/releaseradar/tollgate/ratelimit/memstore"
+	"github.com/releaseradar/tollgate/ratelimit/redisstore"
 )
 
-// unlimited is a rate no benchmark reaches.
-const unlimited = "1000000000-S"
-
-// discard is a ResponseWriter that keeps one header map, so benchmarks measure
-// the limiter rather than a recorder.
-type discard struct {
-	h    http.Header
-	code int
-}
-
-func (w *discard) Header() http.Header         { return w.h }
-func (w *discard) Write(p []byte) (int, error) { return len(p), nil }
-func (w *discard) WriteHeader(code int)        { w.code = code }
-
+// benchStores returns the stores to measure: memstore, and redisstore when
+// TOLLGATE_TEST_REDIS_URL is set.
 func benchStores(b *testing.B) []struct {
 	name  string
-	store limiter.Store
+	store ratelimit.Store
 } {
-	mem, err := ratelimit.NewStore(nil, "")
-	if err != nil {
-		b.Fatal(err)
-	}
 	out := []struct {
 		name  string
-		store limiter.Store
-	}{{"memory", mem}}
+		store ratelimit.Store
+	}{{"memstore", memstore.New()}}
 	if os.Getenv(testenv.RedisEnv) != "" {
 		client, prefix := testenv.Redis(b)
-		rs, err := ratelimit.NewStore(client, prefix)
+		rs, err := redisstore.New(client, prefix)
 		if err != nil {
 			b.Fatal(err)
 		}
 		out = append(out, struct {
 			name  string
-			store limiter.Store
-		}{"redis", rs})
+			store ratelimit.Store
+		}{"redisstore", rs})
 	}
 	return out
 }
 
-// BenchmarkStore measures one ulule store Get: serially on one key, and in
-// parallel with one key per goroutine.
-func BenchmarkStore(b *testing.B) {
-	rate, _ := limiter.NewRateFromFormatted(unlimited)
+// BenchmarkTake measures one store Take: serially on one bucket, and in parallel
+// with one bucket per goroutine.
+func BenchmarkTake(b *testing.B) {
 	for _, s := range benchStores(b) {
 		b.Run(s.name+"/serial", func(b *testing.B) {
 			b.ReportAllocs()
 			ctx := context.Background()
 			for b.Loop() {
-				if _, err := s.store.Get(ctx, "ak:pro:bench", rate); err != nil {
+				if _, err := s.store.Take(ctx, "ak:free:bench", 1, free); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -73,9 +57,9 @@ func BenchmarkStore(b *testing.B) {
 			var id atomic.Int64
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
-				key := fmt.Sprint("ak:pro:bench", id.Add(1))
+				bucket := fmt.Sprint("ak:free:bench", id.Add(1))
 				for pb.Next() {
-					if _, err := s.store.Get(ctx, key, rate); err != nil {
+					if _, err := s.store.Take(ctx, bucket, 1, free); err != nil {
 						b.Error(err)
 						return
 					}
@@ -85,51 +69,70 @@ func BenchmarkStore(b *testing.B) {
 	}
 }
 
-// BenchmarkMiddleware measures a request through Handle against the bare
-// handler: authenticated (key bucket) and anonymous (address bucket), serial and
-// parallel, and a refusal answered by the deny cache.
-func BenchmarkMiddleware(b *testing.B) {
-	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
-	run := func(b *testing.B, h http.Handler, plan, hash string) {
-		b.Run("serial", func(b *testing.B) {
+// BenchmarkAllow measures Limiter.Allow on each store: an allowed request,
+// serially and in parallel (one bucket per goroutine), and a refusal answered by
+// the deny cache. The buckets are built once, as a gate builds a key's bucket
+// from a prefix computed once per plan.
+func BenchmarkAllow(b *testing.B) {
+	for _, s := range benchStores(b) {
+		l := newLimiter(b, s.store, ratelimit.Config{})
+		b.Run(s.name+"/allowed/serial", func(b *testing.B) {
 			b.ReportAllocs()
-			r := request("192.0.2.1:1000", plan, hash)
-			w := &discard{h: http.Header{}}
+			ctx := context.Background()
 			for b.Loop() {
-				h.ServeHTTP(w, r)
+				if res := l.Allow(ctx, "ak:free:allow", free); !res.Allowed || res.Err != nil {
+					b.Fatal(res)
+				}
 			}
 		})
-		b.Run("parallel", func(b *testing.B) {
+		b.Run(s.name+"/allowed/parallel", func(b *testing.B) {
 			b.ReportAllocs()
 			var id atomic.Int64
 			b.RunParallel(func(pb *testing.PB) {
-				n := id.Add(1)
-				h2 := hash
-				if h2 != "" {
-					h2 = fmt.Sprint(hash, n)
-				}
-				r := request(fmt.Sprintf("192.0.2.%d:1000", n), plan, h2)
-				w := &discard{h: http.Header{}}
+				ctx := context.Background()
+				bucket := fmt.Sprint("ak:free:allow", id.Add(1))
 				for pb.Next() {
-					h.ServeHTTP(w, r)
+					if res := l.Allow(ctx, bucket, free); !res.Allowed || res.Err != nil {
+						b.Error(res)
+						return
+					}
+				}
+			})
+		})
+		b.Run(s.name+"/denied/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			ctx := context.Background()
+			for range gold.Limit + 1 {
+				l.Allow(ctx, "ak:gold:exhausted", gold)
+			}
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if res := l.Allow(ctx, "ak:gold:exhausted", gold); !res.Local {
+						b.Error(res)
+						return
+					}
 				}
 			})
 		})
 	}
-	b.Run("bare", func(b *testing.B) { run(b, bare, "pro", "k") })
-	for _, s := range benchStores(b) {
-		l := newLimiter(b, s.store, ratelimit.Config{
-			Rates:    map[string]string{"pro": unlimited, "public": unlimited},
-			Identify: identify,
-		})
-		b.Run(s.name+"/key", func(b *testing.B) { run(b, l.Handle(bare), "pro", "k") })
-		b.Run(s.name+"/ip", func(b *testing.B) { run(b, l.Handle(bare), "", "") })
+}
 
-		denying := newLimiter(b, s.store, ratelimit.Config{
-			Rates:    map[string]string{"pro": "1-H"},
-			Identify: identify,
-			OnError:  func(w http.ResponseWriter, r *http.Request, err error) { w.WriteHeader(http.StatusTooManyRequests) },
+// BenchmarkAddrBucket measures working out an anonymous request's bucket behind
+// a trusted proxy: ClientAddr, then AddrBucket (whose string is the one
+// allocation).
+func BenchmarkAddrBucket(b *testing.B) {
+	trusted, _ := ratelimit.CheckProxies(proxiesForBench)
+	for _, remote := range []string{"203.0.113.9:5000", "[2001:db8:1:2::9]:5000"} {
+		b.Run(remote, func(b *testing.B) {
+			b.ReportAllocs()
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = "10.0.0.1:1000"
+			r.Header.Set("X-Forwarded-For", "198.51.100.1, "+remote+", 10.0.0.2")
+			for b.Loop() {
+				_ = ratelimit.AddrBucket(ratelimit.ClientAddr(r, trusted))
+			}
 		})
-		b.Run(s.name+"/denied", func(b *testing.B) { run(b, denying.Handle(bare), "pro", "exhausted") })
 	}
 }
+
+var proxiesForBench = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}

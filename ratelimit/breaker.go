@@ -1,7 +1,7 @@
 package ratelimit
 
 import (
-	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -15,8 +15,9 @@ const (
 	breakerCooldown  = time.Second
 )
 
-// errBreakerOpen is the store error of requests decided while the breaker is open.
-var errBreakerOpen = errors.New("ratelimit: store not asked: it failed repeatedly, next probe within 1s")
+// errBreakerOpen is the Result.Err of requests decided while the breaker is open.
+// It is made once, so an outage costs the hot path no allocation.
+var errBreakerOpen = fmt.Errorf("%w: store not asked: it failed repeatedly, next probe within 1s", ErrUnavailable)
 
 // breaker counts consecutive store failures. Safe for concurrent use; the hot
 // path (closed breaker, store healthy) only reads.

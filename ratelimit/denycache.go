@@ -2,9 +2,8 @@ package ratelimit
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/ulule/limiter/v3"
 )
 
 // DefaultDenyCacheSize bounds the local deny cache: the number of exhausted
@@ -15,39 +14,41 @@ const DefaultDenyCacheSize = 1 << 16
 // flood against an exhausted bucket is refused without a store round trip. It
 // holds at most max entries: expired entries are swept at most once a second and
 // whenever the cache is full; if it is still full, an arbitrary entry makes room
-// (that bucket merely goes back to asking the store). Safe for concurrent use.
+// (that bucket merely goes back to asking the store). A nil cache remembers
+// nothing. Safe for concurrent use.
 type denyCache struct {
 	max       int
+	size      atomic.Int64 // len(entries), so that an empty cache costs get no lock
 	mu        sync.RWMutex
-	entries   map[string]limiter.Context
+	entries   map[string]Window
 	nextSweep time.Time
 }
 
 func newDenyCache(max int) *denyCache {
-	return &denyCache{max: max, entries: make(map[string]limiter.Context)}
+	return &denyCache{max: max, entries: make(map[string]Window)}
 }
 
-// get returns the remembered state of bucket if its window has not reset at now.
-func (c *denyCache) get(bucket string, now time.Time) (limiter.Context, bool) {
-	if c == nil {
-		return limiter.Context{}, false
+// get returns the remembered window of bucket if it has not reset at now.
+func (c *denyCache) get(bucket string, now time.Time) (Window, bool) {
+	if c == nil || c.size.Load() == 0 {
+		return Window{}, false
 	}
 	c.mu.RLock()
-	lctx, ok := c.entries[bucket]
+	w, ok := c.entries[bucket]
 	c.mu.RUnlock()
-	if !ok || now.Unix() >= lctx.Reset {
-		return limiter.Context{}, false
+	if !ok || !now.Before(w.Reset) {
+		return Window{}, false
 	}
-	return lctx, true
+	return w, true
 }
 
-// put remembers that bucket is exhausted until lctx.Reset (unix seconds). Entries
-// whose reset is not in the future are not kept.
-func (c *denyCache) put(bucket string, lctx limiter.Context, now time.Time) {
-	if c == nil || now.Unix() >= lctx.Reset {
+// put remembers that bucket is exhausted until w.Reset. A window whose reset is
+// not after now is not kept.
+func (c *denyCache) put(bucket string, w Window, now time.Time) {
+	if c == nil || !now.Before(w.Reset) {
 		return
 	}
-	lctx.Remaining, lctx.Reached = 0, true
+	w.Remaining, w.Reached = 0, true
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.entries[bucket]; !ok && (len(c.entries) >= c.max || !now.Before(c.nextSweep)) {
@@ -59,13 +60,14 @@ func (c *denyCache) put(bucket string, lctx limiter.Context, now time.Time) {
 			delete(c.entries, k)
 		}
 	}
-	c.entries[bucket] = lctx
+	c.entries[bucket] = w
+	c.size.Store(int64(len(c.entries)))
 }
 
 // sweep drops expired entries; c.mu is held.
 func (c *denyCache) sweep(now time.Time) {
-	for k, e := range c.entries {
-		if now.Unix() >= e.Reset {
+	for k, w := range c.entries {
+		if !now.Before(w.Reset) {
 			delete(c.entries, k)
 		}
 	}
@@ -77,7 +79,5 @@ func (c *denyCache) len() int {
 	if c == nil {
 		return 0
 	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.entries)
+	return int(c.size.Load())
 }

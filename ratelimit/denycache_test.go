@@ -5,23 +5,24 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/ulule/limiter/v3"
 )
 
 func TestDenyCacheExpiry(t *testing.T) {
 	t.Parallel()
 	c := newDenyCache(10)
 	now := time.Unix(1000, 0)
-	c.put("a", limiter.Context{Limit: 5, Remaining: 3, Reset: 1010}, now)
+	c.put("a", Window{Limit: 5, Remaining: 3, Reset: time.Unix(1010, 0)}, now)
 	got, ok := c.get("a", now.Add(9*time.Second))
-	if !ok || got.Remaining != 0 || !got.Reached || got.Reset != 1010 || got.Limit != 5 {
+	if !ok || got.Remaining != 0 || !got.Reached || !got.Reset.Equal(time.Unix(1010, 0)) || got.Limit != 5 {
 		t.Fatalf("get before reset = %+v, %v; want remaining 0, reached, reset 1010", got, ok)
+	}
+	if _, ok := c.get("a", time.Unix(1010, 0).Add(-time.Nanosecond)); !ok {
+		t.Fatal("entry expired before its reset")
 	}
 	if _, ok := c.get("a", now.Add(10*time.Second)); ok {
 		t.Fatal("entry still denies at its reset")
 	}
-	c.put("b", limiter.Context{Reset: 1000}, now)
+	c.put("b", Window{Reset: time.Unix(1000, 0)}, now)
 	if _, ok := c.get("b", now); ok || c.len() != 1 {
 		t.Fatalf("an entry whose reset has passed was kept (len %d)", c.len())
 	}
@@ -34,10 +35,10 @@ func TestDenyCacheBounded(t *testing.T) {
 	c := newDenyCache(4)
 	now := time.Unix(1000, 0)
 	for i := range 4 {
-		c.put(fmt.Sprint("short", i), limiter.Context{Reset: 1002}, now)
+		c.put(fmt.Sprint("short", i), Window{Reset: time.Unix(1002, 0)}, now)
 	}
 	// Full of live entries: one is evicted to make room.
-	c.put("new", limiter.Context{Reset: 1100}, now)
+	c.put("new", Window{Reset: time.Unix(1100, 0)}, now)
 	if c.len() != 4 {
 		t.Fatalf("len %d, want 4", c.len())
 	}
@@ -46,7 +47,7 @@ func TestDenyCacheBounded(t *testing.T) {
 	}
 	// Once the short entries expire, a sweep removes them all.
 	later := now.Add(5 * time.Second)
-	c.put("newer", limiter.Context{Reset: 1100}, later)
+	c.put("newer", Window{Reset: time.Unix(1100, 0)}, later)
 	if c.len() != 2 {
 		t.Fatalf("len %d after the sweep, want 2 (new, newer)", c.len())
 	}
@@ -66,7 +67,7 @@ func TestDenyCacheConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range 500 {
 				k := fmt.Sprint(g, "-", i%100)
-				c.put(k, limiter.Context{Reset: 1000 + int64(i%7)}, now.Add(time.Duration(i)*time.Millisecond))
+				c.put(k, Window{Reset: time.Unix(1000+int64(i%7), 0)}, now.Add(time.Duration(i)*time.Millisecond))
 				c.get(k, now)
 			}
 		})
@@ -81,7 +82,7 @@ func TestDenyCacheConcurrent(t *testing.T) {
 func TestDenyCacheOff(t *testing.T) {
 	t.Parallel()
 	var c *denyCache
-	c.put("a", limiter.Context{Reset: 2000}, time.Unix(1000, 0))
+	c.put("a", Window{Reset: time.Unix(2000, 0)}, time.Unix(1000, 0))
 	if _, ok := c.get("a", time.Unix(1000, 0)); ok || c.len() != 0 {
 		t.Fatal("a nil cache denied")
 	}

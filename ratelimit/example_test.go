@@ -1,95 +1,151 @@
 package ratelimit_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
+	"time"
 
 	"github.com/releaseradar/tollgate/ratelimit"
+	"github.com/releaseradar/tollgate/ratelimit/memstore"
 )
 
-// A Limiter in front of a handler, counting in memory. Identify would normally
-// read the key that authentication put in the request context.
+// A Limiter counting in memory allows a key's bucket its rate and then refuses
+// it: first the store, then the deny cache, until the window resets.
 func Example() {
-	store, err := ratelimit.NewStore(nil, "") // nil client: one process, in memory
+	l, err := ratelimit.New(memstore.New(), ratelimit.Config{})
 	if err != nil {
 		panic(err)
 	}
-	l, err := ratelimit.New(store, ratelimit.Config{
-		Rates: map[string]string{"pro": "2-M"},
-		Identify: func(r *http.Request) (plan, keyHash string, ok bool) {
-			if r.Header.Get("x-api-key") == "" {
-				return "", "", false
+	rate, _ := ratelimit.ParseRate("2-M")
+	bucket := ratelimit.KeyBucket("gold", "hash-of-the-key")
+	for range 4 {
+		res := l.Allow(context.Background(), bucket, rate)
+		fmt.Println("allowed", res.Allowed, "remaining", res.Remaining, "local", res.Local)
+	}
+	fmt.Printf("%+v\n", l.Stats())
+	// Output:
+	// allowed true remaining 1 local false
+	// allowed true remaining 0 local false
+	// allowed false remaining 0 local false
+	// allowed false remaining 0 local true
+	// {StoreErrors:0 LocalDenials:1 DenyCacheEntries:1}
+}
+
+// Middleware built on a Limiter, as the root tollgate package builds its gate:
+// each client address has its own budget, and the Result becomes response
+// headers.
+func Example_middleware() {
+	l, _ := ratelimit.New(memstore.New(), ratelimit.Config{})
+	rate := ratelimit.Rate{Limit: 2, Period: time.Minute}
+	policy := ratelimit.PolicyHeader("anonymous", rate)
+	limit := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			res := l.Allow(r.Context(), ratelimit.AddrBucket(ratelimit.ClientAddr(r, nil)), rate)
+			w.Header().Set("RateLimit-Policy", policy)
+			if res.Err == nil {
+				w.Header().Set("X-RateLimit-Remaining", strconv.FormatInt(res.Remaining, 10))
 			}
-			return "pro", "hash-of-the-key", true
-		},
-	})
-	if err != nil {
-		panic(err)
+			switch {
+			case res.Allowed: // within the limit, or the store failed open
+				next.ServeHTTP(w, r)
+			case res.Err != nil:
+				http.Error(w, "Service temporarily unavailable", http.StatusServiceUnavailable)
+			default:
+				retry := max(int64(time.Until(res.Reset).Seconds()), 1)
+				w.Header().Set("Retry-After", strconv.FormatInt(retry, 10))
+				http.Error(w, "Rate limit exceeded", http.StatusTooManyRequests)
+			}
+		})
 	}
-	h := l.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "hello")
-	}))
-	for range 3 {
-		r := httptest.NewRequest(http.MethodGet, "/events/search", nil)
-		r.Header.Set("x-api-key", "rr_live_example")
+	h := limit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "hello") }))
+	for _, remote := range []string{"203.0.113.7:5000", "203.0.113.7:5001", "203.0.113.7:5002", "198.51.100.2:5000"} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = remote
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
-		fmt.Println(w.Code, w.Header().Get("RateLimit-Policy"), "remaining", w.Header().Get("X-RateLimit-Remaining"))
+		fmt.Println(remote, w.Code, w.Header().Get("RateLimit-Policy"), "remaining", w.Header().Get("X-RateLimit-Remaining"))
 	}
 	// Output:
-	// 200 "pro";q=2;w=60 remaining 1
-	// 200 "pro";q=2;w=60 remaining 0
-	// 429 "pro";q=2;w=60 remaining 0
+	// 203.0.113.7:5000 200 "anonymous";q=2;w=60 remaining 1
+	// 203.0.113.7:5001 200 "anonymous";q=2;w=60 remaining 0
+	// 203.0.113.7:5002 429 "anonymous";q=2;w=60 remaining 0
+	// 198.51.100.2:5000 200 "anonymous";q=2;w=60 remaining 1
+}
+
+// downStore is a Store whose backend is down.
+type downStore struct{}
+
+func (downStore) Take(context.Context, string, int64, ratelimit.Rate) (ratelimit.Window, error) {
+	return ratelimit.Window{}, errors.New("dial tcp 10.0.0.7:6379: connection refused")
+}
+
+// When the store fails, the default policy lets requests through uncounted and
+// FailClosed refuses them; either way Result.Err says why.
+func ExampleConfig_failClosed() {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rate := ratelimit.Rate{Limit: 10, Period: time.Minute}
+	for _, failClosed := range []bool{false, true} {
+		l, _ := ratelimit.New(downStore{}, ratelimit.Config{FailClosed: failClosed, Logger: quiet})
+		res := l.Allow(context.Background(), "ip:192.0.2.1", rate)
+		fmt.Println("fail closed", failClosed, "allowed", res.Allowed, "unavailable", errors.Is(res.Err, ratelimit.ErrUnavailable))
+	}
+	// Output:
+	// fail closed false allowed true unavailable true
+	// fail closed true allowed false unavailable true
 }
 
 func ExampleParseRates() {
-	rates, err := ratelimit.ParseRates("public=30-M, pro=1200-M")
-	fmt.Println(rates, err)
-	_, err = ratelimit.ParseRates("public=30-M,pro=fast")
+	rates, err := ratelimit.ParseRates("free=20-M, gold=1200-M")
+	fmt.Println(rates["free"], rates["gold"].Limit, rates["gold"].Period, err)
+	_, err = ratelimit.ParseRates("free=20-M,gold=fast")
 	fmt.Println(err)
 	// Output:
-	// map[pro:1200-M public:30-M] <nil>
-	// ratelimit: rate entry "pro=fast": rate "fast": want <limit>-<S|M|H|D>, for example 600-M: incorrect format 'fast'
+	// 20-M 1200 1m0s <nil>
+	// ratelimit: rate entry "gold=fast": rate "fast": want <limit>-<S|M|H|D>, for example 100-M: incorrect format 'fast'
+}
+
+func ExamplePolicyHeader() {
+	rate, _ := ratelimit.ParseRate("100-M")
+	fmt.Println(ratelimit.PolicyHeader("gold", rate))
+	// Output: "gold";q=100;w=60
 }
 
 // Behind a trusted proxy, the rightmost X-Forwarded-For entry that is not a
 // trusted proxy is the client; what the client wrote to the left is not read.
-func ExampleLimiter_ClientIP() {
-	store, _ := ratelimit.NewStore(nil, "")
-	l, _ := ratelimit.New(store, ratelimit.Config{
-		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
-	})
+func ExampleClientAddr() {
+	trusted, err := ratelimit.CheckProxies([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
+	if err != nil {
+		panic(err)
+	}
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.RemoteAddr = "10.0.0.5:41000"
 	r.Header.Set("X-Forwarded-For", "6.6.6.6, 203.0.113.7, 10.0.0.9")
-	fmt.Println(l.ClientIP(r))
+	fmt.Println(ratelimit.ClientAddr(r, trusted))
 
 	r.RemoteAddr = "198.51.100.2:41000" // not a trusted proxy: its header is ignored
-	fmt.Println(l.ClientIP(r))
+	fmt.Println(ratelimit.ClientAddr(r, trusted))
 	// Output:
 	// 203.0.113.7
 	// 198.51.100.2
 }
 
-// The server calls AllowAnonymous when authentication fails, so invalid keys
-// count against the sender's address before the 401 or 403 goes out.
-func ExampleLimiter_AllowAnonymous() {
-	store, _ := ratelimit.NewStore(nil, "")
-	l, _ := ratelimit.New(store, ratelimit.Config{Rates: map[string]string{"public": "2-M"}})
-	for i := range 3 {
-		r := httptest.NewRequest(http.MethodGet, "/events/search", nil)
-		r.RemoteAddr = "203.0.113.7:5000"
-		r.Header.Set("x-api-key", fmt.Sprintf("rr_live_guess%d", i))
-		w := httptest.NewRecorder()
-		if l.AllowAnonymous(w, r) {
-			http.Error(w, "Invalid or revoked API key", http.StatusForbidden)
-		}
-		fmt.Println(w.Code)
+// The addresses of one IPv6 subscriber share a bucket.
+func ExampleAddrBucket() {
+	for _, a := range []string{"192.0.2.1", "2001:db8:1:2::7", "2001:db8:1:2:ffff::1", "::ffff:192.0.2.1"} {
+		fmt.Println(ratelimit.AddrBucket(netip.MustParseAddr(a)))
 	}
+	fmt.Println(ratelimit.AddrBucket(netip.Addr{}))
 	// Output:
-	// 403
-	// 403
-	// 429
+	// ip:192.0.2.1
+	// ip:2001:db8:1:2::/64
+	// ip:2001:db8:1:2::/64
+	// ip:192.0.2.1
+	// ip:unknown
 }

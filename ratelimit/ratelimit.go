@@ -1,212 +1,211 @@
-// Package ratelimit enforces per-plan burst limits on HTTP requests with
-// github.com/ulule/limiter/v3, counting in memory for one process or in Redis for
-// several replicas.
+// Package ratelimit limits bursts: it counts requests per bucket in fixed windows
+// and decides, for each, whether it may go on.
 //
-// # Plans and buckets
+// # Buckets and rates
 //
-// Each plan has a rate in ulule's format ("600-M": 600 requests a minute);
-// DefaultRates gives public 30-M, pro 600-M and team 3000-M, Config.Rates
-// overrides any of them and Config.DefaultRate (60-M) covers every other plan. One
-// ulule store holds every counter, and the rate is chosen per request from the
-// plan that Config.Identify reports. The package imports no other domain package:
-// the server tells it who the caller is through Identify.
+// A bucket is a string naming what is counted. KeyBucket names an API key's
+// bucket on a plan ("ak:<plan>:<key hash>") and AddrBucket a client address's
+// ("ip:<address>", IPv6 grouped by /64), so plans and addresses never share a
+// counter. ClientAddr works out the client address from the peer and, behind the
+// proxies CheckProxies accepts, the rightmost untrusted X-Forwarded-For entry;
+// entries a client can forge are never read. The caller chooses a bucket's Rate
+// (ParseRate reads ulule's "100-M" format, ParseRates a list of named rates) and
+// always counts one bucket at the same rate. The package knows no plan of its own:
+// names and rates are the caller's data.
 //
-// An authenticated request counts in its key's bucket, "ak:<plan>:<key hash>"
-// ("ak:default:<key hash>" for a plan without a rate of its own); any
-// other request counts in its client's bucket, "ip:<address>" (IPv6 grouped by
-// /64), at the rate of Config.AnonymousPlan. Plans and addresses never share a
-// counter. A request whose key fails authentication must never get a bucket of
-// its own: the server calls AllowAnonymous for it, so a flood of random keys
-// counts against the sender's address.
+// # Stores
 //
-// The client address is the peer address, or, behind Config.TrustedProxies, the
-// rightmost untrusted X-Forwarded-For entry (see Limiter.ClientIP). ulule's own
-// address helper, which believes the leftmost entry a client can forge, is not used.
+// A Store counts: memstore (github.com/releaseradar/tollgate/ratelimit/memstore)
+// in this process, redisstore (…/ratelimit/redisstore) in Redis, shared by
+// replicas. Both are built on github.com/ulule/limiter/v3 and count in fixed
+// windows: a bucket's window opens with its first request, its counter expires
+// with it, and a client can therefore pass up to twice the limit within one
+// window's length across a window edge (the whole limit at the end of one window
+// and again at the start of the next). The package adds no second window. Every
+// Store passes the suite in …/ratelimit/storetest.
 //
-// # Responses
+// # The Limiter
 //
-// Every counted response carries X-RateLimit-Limit, X-RateLimit-Remaining,
-// X-RateLimit-Reset (unix seconds) and the IETF draft's RateLimit-Policy
-// (`"pro";q=600;w=60`) and RateLimit (`"pro";r=<remaining>;t=<seconds to reset>`),
-// each set once, never added. A refused request gets Retry-After (whole seconds,
-// at least 1) and, through Config.OnError, ErrLimited, which WriteError answers
-// with 429 and the problem detail "Rate limit exceeded". In the server's chain the
-// limiter runs after authentication and before the monthly quota, so a request
-// refused for bursting spends no quota.
+// Limiter.Allow counts one request in a bucket and returns a Result: allowed or
+// not, and the bucket's Window (limit, remaining, reset) for the caller's
+// response headers. Around the store it keeps:
 //
-// # Store failures
+//   - A local deny cache: once a bucket is exhausted, the Limiter refuses it by
+//     itself until the reset the store reported, so a flood from one key costs
+//     each replica one store call a window, not one a request. The cache holds
+//     at most Config.DenyCacheSize buckets and drops expired ones.
+//   - A failure policy: a store error never panics. By default the request is
+//     allowed without being counted (burst limits protect capacity; a monthly
+//     quota, elsewhere, guards money); with Config.FailClosed it is refused. Either
+//     way Result.Err reports the failure (it matches ErrUnavailable), the error is
+//     logged at most once a second with the number of lines suppressed, and
+//     Stats counts it. A request whose context is done when the store fails (or
+//     while the breaker is open) is not a store failure: it is refused and
+//     nothing is counted or logged.
+//   - A breaker: after three consecutive store errors the Limiter stops asking the
+//     store for a second and applies the policy at once, so an unreachable Redis
+//     adds no latency; then one request probes the store, and a success resumes
+//     counting.
 //
-// A store error never panics (ulule's own middleware does by default). With the
-// default fail-open policy the request goes through without counting: burst limits
-// protect capacity, the quota guards money. The error is logged (at most one line
-// a second, with the number of lines suppressed) and counted in
-// tollgate_ratelimit_store_errors_total{outcome="allowed"}. With Config.FailClosed
-// the request gets ErrUnavailable (503) and outcome="rejected". After three
-// consecutive store errors the Limiter stops asking the store for a second and
-// applies the policy at once, so an unreachable Redis adds no latency; then one
-// request probes the store, and a success resumes counting.
-//
-// # Local deny cache
-//
-// Once a bucket is exhausted, the Limiter remembers it until the reset the store
-// reported (whole seconds, so at most a second before the window really ends) and
-// refuses further requests itself, with the same headers (Remaining 0, the same
-// Reset), so a flood from one key costs each replica one store call a window, not
-// one a request. The cache holds at most Config.DenyCacheSize buckets and drops
-// expired ones.
-//
-// # Fixed windows
-//
-// ulule counts in fixed windows: a bucket's window opens with its first request
-// and its counter expires with it. A client can therefore pass up to twice the
-// limit within one window's length across a window edge: the whole limit at the
-// end of one window and again at the start of the next. The limiter adds no
-// second window; the bound it keeps is the limit per window (so at most 2× the
-// limit in any span of one window), and the quota bounds the monthly total.
-//
-// # Metrics
-//
-// A Limiter is a prometheus.Collector: tollgate_ratelimit_decisions_total{kind,
-// plan, result} (kind key or ip; result allowed, limited or store_error),
-// tollgate_ratelimit_store_errors_total{outcome} (allowed or rejected),
-// tollgate_ratelimit_local_denials_total and tollgate_ratelimit_deny_cache_entries.
-// Labels carry plan names (plans without a rate of their own as "default") and
-// fixed words, never key material.
-//
-// A Limiter is safe for concurrent use.
+// The package writes no HTTP response: the root tollgate package turns a Result
+// into headers and answers, and maps ErrLimited (429) and ErrUnavailable (503)
+// through its problem table. It imports neither Redis nor Prometheus: Stats
+// reports the Limiter's counters for any metrics system.
 package ratelimit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/netip"
-	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/ulule/limiter/v3"
 
 	"github.com/releaseradar/tollgate/internal/problem"
 )
 
-// Sentinel errors handed to Config.OnError, matched with errors.Is.
+// Sentinel errors, matched with errors.Is.
 var (
-	// ErrLimited: the request's bucket is exhausted (HTTP 429).
-	ErrLimited = errors.New("ratelimit: rate limit exceeded")
-	// ErrUnavailable: the store failed and Config.FailClosed is set (HTTP 503). The
-	// error handed to OnError wraps the store's error too.
-	ErrUnavailable = errors.New("ratelimit: limiter store unavailable")
+	// ErrLimited is the answer to a request whose bucket is exhausted (HTTP 429).
+	// Allow reports a refusal as a Result, not as an error; callers answer it
+	// with ErrLimited.
+	ErrLimited = problem.New(problem.RateLimited, "ratelimit: rate limit exceeded")
+	// ErrUnavailable marks a store failure (HTTP 503): Result.Err matches it
+	// whenever the store failed or was not asked because it kept failing.
+	ErrUnavailable = problem.New(problem.Unavailable, "ratelimit: limiter store unavailable")
 )
 
-// Problem details written by WriteError.
-const (
-	DetailLimited     = "Rate limit exceeded"
-	DetailUnavailable = "Service temporarily unavailable"
-)
+// errInvalidRate is the Result.Err of a request counted at an invalid Rate.
+var errInvalidRate = errors.New("ratelimit: invalid rate: the limit must be at least 1 and the period at least 1ms")
+
+// Window is a bucket's state after a Take: the limit of its window, what remains
+// of it, and when it resets.
+type Window struct {
+	// Limit is the rate's limit.
+	Limit int64
+	// Remaining is how many more hits the window allows, never negative: 0
+	// once Reached.
+	Remaining int64
+	// Reset is when the window ends and the bucket's count starts again from 0.
+	// A store may report it truncated to the second (ulule's Redis store does),
+	// so the window really ends at Reset or within the second after it.
+	Reset time.Time
+	// Reached reports that the count, with this Take's, exceeds Limit: the Take
+	// is refused.
+	Reached bool
+}
+
+// Store counts hits per bucket in fixed windows. Implementations must be safe
+// for concurrent use, and a store shared by several processes (such as
+// redisstore) must count exactly across them.
+type Store interface {
+	// Take adds n hits to bucket's count in its current window and returns the
+	// window as it is afterwards. When the bucket has no open window (first
+	// use, or the last window has ended), Take opens one of rate.Period and the
+	// count starts from 0. The count is exact under concurrency: of Takes of 1
+	// on a fresh bucket, exactly rate.Limit are not Reached.
+	//
+	// Reached is set when the count after adding n exceeds rate.Limit. As in
+	// ulule's stores, a refused Take still counts: its hits stay in the count
+	// until the window ends (a Take of n larger than what remains is refused
+	// whole, and the bucket stays exhausted for the rest of the window). A Take
+	// of more than rate.Limit may count as rate.Limit+1 (the stores here do),
+	// so that counts cannot overflow. Refused Takes never lengthen a window.
+	//
+	// A bucket is taken at one rate: the window's length is fixed when it
+	// opens. Take fails, counting nothing, when n < 1 or the rate is invalid
+	// (see Rate). It may fail with ctx's error once ctx is done.
+	Take(ctx context.Context, bucket string, n int64, rate Rate) (Window, error)
+}
 
 // Config holds a Limiter's optional settings; the zero value of each field is the
 // default documented on it.
 type Config struct {
-	// Rates maps plan names to ulule formatted rates ("600-M"), merged over
-	// DefaultRates. Plan names are letters, digits, '_', '-' and '.'.
-	Rates map[string]string
-	// DefaultRate is the rate of any plan not in the merged table; "" means
-	// DefaultRate ("60-M").
-	DefaultRate string
-	// AnonymousPlan is the plan whose rate applies to client address buckets:
-	// unauthenticated requests and failed authentications. "" means "public".
-	AnonymousPlan string
-	// TrustedProxies are the proxies whose X-Forwarded-For is believed, walked
-	// right to left. Empty means the peer address alone decides.
-	TrustedProxies []netip.Prefix
-	// FailClosed refuses requests with ErrUnavailable (503) when the store fails.
-	// false (the default) lets them through, logs and counts the error.
+	// FailClosed refuses requests when the store fails. false (the default)
+	// lets them through, uncounted.
 	FailClosed bool
-	// Identify reports the plan and key hash of an authenticated request; ok is
-	// false for any other request, which then counts by client address (as does
-	// ok with an empty hash). nil means every request is anonymous. Handle calls
-	// it once per request; for a gated route it reads what authentication put in
-	// the request context.
-	Identify func(r *http.Request) (plan, keyHash string, ok bool)
-	// OnError answers a refused request with ErrLimited or ErrUnavailable (which
-	// errors.Is matches). The rate limit headers, and Retry-After for ErrLimited,
-	// are already set. nil means WriteError.
-	OnError func(w http.ResponseWriter, r *http.Request, err error)
-	// Logger receives store error lines. nil means slog.Default().
-	Logger *slog.Logger
-	// Now is the clock of the deny cache and of the relative header values
-	// (RateLimit t=, Retry-After). It must agree with the store's clock, which is
-	// the wall clock for both ulule stores. nil means time.Now.
-	Now func() time.Time
-	// DenyCacheSize bounds the local deny cache. 0 means DefaultDenyCacheSize;
-	// a negative value turns the cache off.
+	// DenyCacheSize bounds the local deny cache (the number of exhausted
+	// buckets remembered at once). 0 means DefaultDenyCacheSize; a negative
+	// value turns the cache off.
 	DenyCacheSize int
+	// Now is the clock of the deny cache, the breaker and the log throttle. It
+	// must agree with the store's clock, which is the wall clock for memstore
+	// and redisstore. nil means time.Now.
+	Now func() time.Time
+	// Logger receives store errors, at most one line a second (each line counts
+	// the ones suppressed since the last). Lines name the bucket's kind (the
+	// text before its first ':', such as "ak" or "ip") and the rate, never the
+	// bucket itself. nil means slog.Default().
+	Logger *slog.Logger
 }
 
-// Limiter is burst limiting middleware over one ulule store. Build it with New.
+// Result is a decision of Allow.
+//
+//   - Allowed and no Err: the request is within the limit; Window is the
+//     bucket's state with it counted.
+//   - Neither Allowed nor Err: the bucket is exhausted; Window.Reached is set,
+//     Remaining is 0 and Reset says when to retry. Local reports that the deny
+//     cache answered, without asking the store.
+//   - Err set: nothing was counted and Window holds only Limit. Either the store
+//     failed or was not asked because it kept failing (Err matches
+//     ErrUnavailable and wraps the store's error; Allowed is true unless
+//     Config.FailClosed), or ctx was done when the store failed or would not be
+//     asked (Err matches ctx's error; Allowed is false), or the rate was invalid
+//     (Allowed is false).
+type Result struct {
+	Window
+	Allowed bool
+	Err     error
+	Local   bool
+}
+
+// Stats are a Limiter's counters since New.
+type Stats struct {
+	// StoreErrors counts the requests decided by the failure policy: the store
+	// failed, or was not asked while the breaker was open.
+	StoreErrors uint64
+	// LocalDenials counts the requests refused by the deny cache.
+	LocalDenials uint64
+	// DenyCacheEntries is the number of buckets the deny cache holds now,
+	// including expired ones not swept yet.
+	DenyCacheEntries int
+}
+
+// Limiter decides, request by request, whether a bucket's burst limit allows
+// one more (see the package comment). Build it with New; it is safe for
+// concurrent use.
 type Limiter struct {
-	store      limiter.Store
-	plans      map[string]*policy
-	fallback   *policy
-	anonymous  *policy
-	proxies    []netip.Prefix
+	store      Store
 	failClosed bool
-	identify   func(r *http.Request) (plan, keyHash string, ok bool)
-	onError    func(w http.ResponseWriter, r *http.Request, err error)
-	logger     *slog.Logger
 	now        func() time.Time
+	logger     *slog.Logger
 	deny       *denyCache
 	breaker    breaker
-	metrics    *metrics
 
-	logNext    atomic.Int64 // unix nanoseconds before which store errors are not logged
-	suppressed atomic.Int64 // store error lines not logged since the last one
+	storeErrors  atomic.Uint64
+	localDenials atomic.Uint64
+	logNext      atomic.Int64 // unix nanoseconds before which store errors are not logged
+	suppressed   atomic.Int64 // store error lines not logged since the last one
 }
 
-// New returns a Limiter counting in store (see NewStore) with cfg's settings. It
-// fails when a rate, a plan name or a trusted proxy prefix is invalid.
-func New(store limiter.Store, cfg Config) (*Limiter, error) {
+// New returns a Limiter counting in store with cfg's settings. It fails when
+// store is nil.
+func New(store Store, cfg Config) (*Limiter, error) {
 	if store == nil {
 		return nil, errors.New("ratelimit: nil store")
 	}
-	plans, fallback, err := policies(cfg.Rates, cfg.DefaultRate)
-	if err != nil {
-		return nil, err
-	}
 	l := &Limiter{
 		store:      store,
-		plans:      plans,
-		fallback:   fallback,
 		failClosed: cfg.FailClosed,
-		identify:   cfg.Identify,
-		onError:    cfg.OnError,
-		logger:     cfg.Logger,
 		now:        cfg.Now,
-	}
-	anonymous := cfg.AnonymousPlan
-	if anonymous == "" {
-		anonymous = "public"
-	}
-	l.anonymous = l.policyFor(anonymous)
-	for _, p := range cfg.TrustedProxies {
-		if !p.IsValid() {
-			return nil, fmt.Errorf("ratelimit: Config.TrustedProxies: invalid prefix %v", p)
-		}
-		if p.Addr().Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		l.proxies = append(l.proxies, p.Masked())
-	}
-	if l.onError == nil {
-		l.onError = WriteError
-	}
-	if l.logger == nil {
-		l.logger = slog.Default()
+		logger:     cfg.Logger,
 	}
 	if l.now == nil {
 		l.now = time.Now
+	}
+	if l.logger == nil {
+		l.logger = slog.Default()
 	}
 	switch {
 	case cfg.DenyCacheSize == 0:
@@ -214,166 +213,97 @@ func New(store limiter.Store, cfg Config) (*Limiter, error) {
 	case cfg.DenyCacheSize > 0:
 		l.deny = newDenyCache(cfg.DenyCacheSize)
 	}
-	l.metrics = newMetrics(l.deny)
-	for _, p := range plans {
-		l.metrics.register(p)
-	}
-	l.metrics.register(fallback)
 	return l, nil
 }
 
-// policyFor returns the plan's policy, or the default policy for a plan without a
-// rate of its own.
-func (l *Limiter) policyFor(plan string) *policy {
-	if p, ok := l.plans[plan]; ok {
-		return p
+// Allow counts one request in bucket at rate and returns the decision (see
+// Result). It is the hot path of every request: it allocates nothing beyond what
+// the store's Take does (a store failure costs one error value).
+func (l *Limiter) Allow(ctx context.Context, bucket string, rate Rate) Result {
+	if !rate.valid() {
+		return Result{Window: Window{Limit: rate.Limit}, Err: errInvalidRate}
 	}
-	return l.fallback
-}
-
-// Handle returns middleware that counts each request in its bucket (see the
-// package comment), sets the rate limit headers, and calls next only when the
-// request is within its plan's limit or the store failed under the fail-open
-// policy (then only X-RateLimit-Limit and RateLimit-Policy are set, as nothing
-// was counted). Refused requests are answered by Config.OnError. A request
-// whose client has gone away while the store failed is dropped unanswered.
-func (l *Limiter) Handle(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if l.identify != nil {
-			if plan, keyHash, ok := l.identify(r); ok && keyHash != "" {
-				p := l.policyFor(plan)
-				if l.allow(w, r, keyBucket(p, keyHash), kindKey, p) {
-					next.ServeHTTP(w, r)
-				}
-				return
-			}
-		}
-		if l.AllowAnonymous(w, r) {
-			next.ServeHTTP(w, r)
-		}
-	})
-}
-
-// AllowAnonymous counts r in its client address bucket at the anonymous plan's
-// rate and sets the rate limit headers. It reports whether r may go on; when it
-// may not, it has answered r through Config.OnError. The server calls it when
-// authentication fails, before answering 401 or 403, so that invalid keys count
-// against the sender's address and never get buckets of their own.
-func (l *Limiter) AllowAnonymous(w http.ResponseWriter, r *http.Request) bool {
-	return l.allow(w, r, ipBucket(l.ClientIP(r)), kindIP, l.anonymous)
-}
-
-// allow counts r in bucket at p's rate and reports whether r may go on.
-func (l *Limiter) allow(w http.ResponseWriter, r *http.Request, bucket string, kind int, p *policy) bool {
 	now := l.now()
-	if lctx, ok := l.deny.get(bucket, now); ok {
-		l.metrics.localDenials.Inc()
-		return l.refuse(w, r, kind, p, lctx, now)
+	if w, ok := l.deny.get(bucket, now); ok {
+		l.localDenials.Add(1)
+		return Result{Window: w, Local: true}
 	}
 	if !l.breaker.allow(now) {
-		return l.storeFailed(w, r, kind, p, errBreakerOpen, now)
-	}
-	lctx, err := l.store.Get(r.Context(), bucket, p.rate)
-	if err != nil {
-		if r.Context().Err() == nil {
-			l.breaker.failure(now)
+		if cerr := ctx.Err(); cerr != nil {
+			return gone(rate, cerr)
 		}
-		return l.storeFailed(w, r, kind, p, err, now)
+		return l.failed(ctx, bucket, rate, errBreakerOpen, now)
+	}
+	w, err := l.store.Take(ctx, bucket, 1, rate)
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			// The caller is gone: its request is neither served nor evidence
+			// that the store is failing.
+			if !errors.Is(err, cerr) {
+				err = fmt.Errorf("%w (store: %w)", cerr, err)
+			}
+			return gone(rate, err)
+		}
+		l.breaker.failure(now)
+		return l.failed(ctx, bucket, rate, fmt.Errorf("%w: %w", ErrUnavailable, err), now)
 	}
 	l.breaker.success()
-	if lctx.Reached {
-		l.deny.put(bucket, lctx, now)
-		return l.refuse(w, r, kind, p, lctx, now)
+	if w.Reached {
+		w.Remaining = 0
+		l.deny.put(bucket, w, now)
+		return Result{Window: w}
 	}
-	setHeaders(w.Header(), p, lctx, now)
-	p.counters[kind][resultAllowed].Inc()
-	return true
+	return Result{Window: w, Allowed: true}
 }
 
-// refuse answers r with ErrLimited.
-func (l *Limiter) refuse(w http.ResponseWriter, r *http.Request, kind int, p *policy, lctx limiter.Context, now time.Time) bool {
-	lctx.Remaining = 0
-	t := setHeaders(w.Header(), p, lctx, now)
-	w.Header().Set(hRetryAfter, strconv.FormatInt(max(t, 1), 10))
-	p.counters[kind][resultLimited].Inc()
-	l.onError(w, r, ErrLimited)
-	return false
+// gone is the Result of a request whose ctx is done, with err matching ctx's
+// error: refused, and not a store failure.
+func gone(rate Rate, err error) Result {
+	return Result{Window: Window{Limit: rate.Limit}, Err: err}
 }
 
-// storeFailed applies the store error policy to r and reports whether r may go on.
-func (l *Limiter) storeFailed(w http.ResponseWriter, r *http.Request, kind int, p *policy, err error, now time.Time) bool {
-	if r.Context().Err() != nil {
-		// The client is gone; its request is neither served nor a store failure.
-		return false
-	}
-	p.counters[kind][resultStoreError].Inc()
-	h := w.Header()
-	h.Set(hLimit, p.limit)
-	h.Set(hPolicy, p.header)
-	outcome := outcomeAllowed
-	if l.failClosed {
-		outcome = outcomeRejected
-	}
-	l.metrics.storeErrors.WithLabelValues(outcome).Inc()
-	l.logStoreError(r, kindNames[kind], p.name, outcome, err, now)
-	if l.failClosed {
-		l.onError(w, r, fmt.Errorf("%w: %w", ErrUnavailable, err))
-		return false
-	}
-	return true
+// failed applies the failure policy to a request whose store failed with err.
+func (l *Limiter) failed(ctx context.Context, bucket string, rate Rate, err error, now time.Time) Result {
+	l.storeErrors.Add(1)
+	l.logStoreError(ctx, bucket, rate, err, now)
+	return Result{Window: Window{Limit: rate.Limit}, Allowed: !l.failClosed, Err: err}
 }
 
 // logStoreError logs a store error unless one was logged less than a second ago;
 // the line counts the errors not logged since the previous one.
-func (l *Limiter) logStoreError(r *http.Request, kind, plan, outcome string, err error, now time.Time) {
+func (l *Limiter) logStoreError(ctx context.Context, bucket string, rate Rate, err error, now time.Time) {
 	next := l.logNext.Load()
 	if now.UnixNano() < next || !l.logNext.CompareAndSwap(next, now.Add(time.Second).UnixNano()) {
 		l.suppressed.Add(1)
 		return
 	}
-	l.logger.LogAttrs(r.Context(), slog.LevelError, "ratelimit: limiter store failed",
+	outcome := "allowed"
+	if l.failClosed {
+		outcome = "rejected"
+	}
+	l.logger.LogAttrs(ctx, slog.LevelError, "ratelimit: limiter store failed",
 		slog.String("outcome", outcome),
-		slog.String("kind", kind),
-		slog.String("plan", plan),
+		slog.String("kind", bucketKind(bucket)),
+		slog.String("rate", rate.String()),
 		slog.Int64("suppressed", l.suppressed.Swap(0)),
 		slog.String("err", err.Error()),
 	)
 }
 
-// Header names in canonical form (what Header.Set would make of
-// "X-RateLimit-Limit"), so that setting them does not allocate a canonical copy.
-const (
-	hLimit      = "X-Ratelimit-Limit"
-	hRemaining  = "X-Ratelimit-Remaining"
-	hReset      = "X-Ratelimit-Reset"
-	hPolicy     = "Ratelimit-Policy"
-	hRateLimit  = "Ratelimit"
-	hRetryAfter = "Retry-After"
-)
-
-// setHeaders sets the rate limit headers for lctx and returns the whole seconds
-// until the window resets (never negative).
-func setHeaders(h http.Header, p *policy, lctx limiter.Context, now time.Time) int64 {
-	t := max(lctx.Reset-now.Unix(), 0)
-	remaining := strconv.FormatInt(lctx.Remaining, 10)
-	h.Set(hLimit, p.limit)
-	h.Set(hRemaining, remaining)
-	h.Set(hReset, strconv.FormatInt(lctx.Reset, 10))
-	h.Set(hPolicy, p.header)
-	h.Set(hRateLimit, p.prefix+remaining+";t="+strconv.FormatInt(t, 10))
-	return t
+// bucketKind returns the text before bucket's first ':' ("ak", "ip"), short and
+// free of key material, or "other".
+func bucketKind(bucket string) string {
+	if i := strings.IndexByte(bucket, ':'); i > 0 && i <= 8 {
+		return bucket[:i]
+	}
+	return "other"
 }
 
-// WriteError is the default Config.OnError: 429 with the detail "Rate limit
-// exceeded" for ErrLimited, 503 "Service temporarily unavailable" for
-// ErrUnavailable, 500 for anything else, as application/problem+json.
-func WriteError(w http.ResponseWriter, r *http.Request, err error) {
-	switch {
-	case errors.Is(err, ErrLimited):
-		problem.Write(w, http.StatusTooManyRequests, DetailLimited)
-	case errors.Is(err, ErrUnavailable):
-		problem.Write(w, http.StatusServiceUnavailable, DetailUnavailable)
-	default:
-		problem.Write(w, http.StatusInternalServerError, "Internal server error")
+// Stats returns the Limiter's counters.
+func (l *Limiter) Stats() Stats {
+	return Stats{
+		StoreErrors:      l.storeErrors.Load(),
+		LocalDenials:     l.localDenials.Load(),
+		DenyCacheEntries: l.deny.len(),
 	}
 }
