@@ -24,8 +24,8 @@ func BenchmarkWebhook(b *testing.B) {
 
 func benchWebhook(b *testing.B, be backend) {
 	h := newHarness(b, be, func(c *entitlement.Config) { c.Logger = slog.New(slog.DiscardHandler) })
-	h.bindPro("user_1", "cus_1", "sub_1")
-	e := ev{id: "evt_bench_XXXXXXXXXX", typ: "customer.subscription.updated", obj: subscription(h.t, "sub_1", "cus_1", "active", pricePro, month)}
+	h.bindGold("user_1", "cus_1", "sub_1")
+	e := ev{id: "evt_bench_XXXXXXXXXX", typ: "customer.subscription.updated", obj: subscription(h.t, "sub_1", "cus_1", "active", priceGold, month)}
 	tmpl := h.build(&e)
 	serve := func(body []byte) int {
 		req := httptest.NewRequest(http.MethodPost, "/billing/webhook", bytes.NewReader(body))

@@ -1,13 +1,19 @@
-// Package entitlement turns Stripe billing events into API keys: it verifies the
-// webhook, works out the plan each user should have and issues, replaces or revokes
-// their key when that plan changes.
+// Package entitlement turns Stripe billing events into API keys, and holds the plan
+// catalog.
 //
-// The plan catalog (Catalog, DefaultCatalog) is the project's one source of plan
-// data. A Service serves Stripe's webhook (POST /billing/webhook), hands a key it
-// issued to its owner exactly once (Reveal), and lets an operator grant a plan by
-// hand (Grant). Its state lives in a Store: entitlement/memstore keeps it in memory,
-// entitlement/sqlstore in PostgreSQL or SQLite next to the api_keys table, and
-// entitlement/storetest is the suite both pass.
+// The Catalog is the one place plan data lives: each Plan's rank, monthly call
+// limit, burst rate and the Stripe prices that buy it. The application defines it
+// and checks it with Catalog.Validate; the gate reads ranks and rates from it, and
+// the Service limits and prices.
+//
+// A Service serves Stripe's webhook (POST /billing/webhook), works out the plan each
+// user should have and issues, replaces or revokes their key when that plan
+// changes; it hands a key it issued to its owner exactly once (Reveal), and lets an
+// operator grant a plan by hand (Grant). Keys are issued through a KeyIssuer, which
+// the application implements over its key and quota stores (entitlement imports
+// neither). The Service's own state lives in a Store: entitlement/memstore keeps it
+// in memory, entitlement/sqlstore in PostgreSQL or SQLite, and entitlement/storetest
+// is the suite both pass.
 //
 // # How events become keys
 //
@@ -20,5 +26,16 @@
 // cancel_at_period_end toggles, duplicates and stale events change nothing.
 //
 // An event ID takes effect at most once: it is recorded in the same transaction as
-// the state it changes and the keys it issues or revokes.
+// the state it changes. Store.Update hands its function a context that carries the
+// transaction, and the Service calls the KeyIssuer with it, so on a SQL database
+// whose key and quota stores join transactions through the context (apikey/sqlstore,
+// quota/sqlstore) the keys issued or revoked commit or roll back with the event.
+//
+// # Errors
+//
+// The package's sentinel errors (ErrNotFound, ErrUnknownPlan, the webhook's
+// refusals, …) each have a row in tollgate's one table of problems, so
+// tollgate.WriteError answers them with their own status and detail. The webhook
+// writes its refusals from the same table; a store failure while it applies a
+// verified event is a 503 with Retry-After, which Stripe retries.
 package entitlement

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/releaseradar/tollgate/apikey"
 	apimem "github.com/releaseradar/tollgate/apikey/memstore"
 	"github.com/releaseradar/tollgate/entitlement"
 	"github.com/releaseradar/tollgate/entitlement/memstore"
@@ -19,22 +20,84 @@ import (
 	"github.com/stripe/stripe-go/v76/webhook"
 )
 
+// plans is an application's catalog: a free plan without a quota and a paid one
+// that Stripe's price price_gold_monthly buys.
+var plans = entitlement.Catalog{
+	"free": {Name: "free", Rank: 0, Rate: "10-M"},
+	"gold": {Name: "gold", Rank: 1, MonthlyCallLimit: 5000, Rate: "100-M", Prices: []string{"price_gold_monthly"}},
+}
+
+// keyIssuer is a KeyIssuer on an apikey store. A real one also gives each key its
+// quota (a quota store's Put of k.QuotaID with limit) with the context it is
+// handed, so that both join the Service's transaction; here the limit is printed.
+type keyIssuer struct{ keys apikey.Store }
+
+func (i keyIssuer) Issue(ctx context.Context, userID, plan string, limit int64, reason string) (string, apikey.Key, error) {
+	now := time.Now()
+	if _, err := i.keys.RevokeUser(ctx, userID, reason, now); err != nil {
+		return "", apikey.Key{}, err
+	}
+	raw, k, err := apikey.New(apikey.DefaultPrefix, userID, plan, now)
+	if err != nil {
+		return "", apikey.Key{}, err
+	}
+	if err := i.keys.Create(ctx, &k); err != nil {
+		return "", apikey.Key{}, err
+	}
+	fmt.Printf("issued a %s key, %d calls a month (%s)\n", plan, limit, reason)
+	return raw, k, nil
+}
+
+func (i keyIssuer) RevokeUser(ctx context.Context, userID, reason string) (int, error) {
+	revoked, err := i.keys.RevokeUser(ctx, userID, reason, time.Now())
+	return len(revoked), err
+}
+
+func (i keyIssuer) Key(ctx context.Context, id string) (apikey.Key, error) {
+	return i.keys.ByID(ctx, id)
+}
+
+// An application defines its plans once and checks them at start-up.
+func ExampleCatalog() {
+	if err := plans.Validate(); err != nil {
+		panic(err)
+	}
+	for _, name := range plans.Names() {
+		p := plans[name]
+		fmt.Println(p.Name, p.Rank, p.MonthlyCallLimit, p.Rate)
+	}
+	fmt.Println(plans.PlanForPrice("price_gold_monthly"))
+
+	broken := entitlement.Catalog{"free": {Name: "free", Prices: []string{"price_x"}}}
+	fmt.Println(broken.Validate())
+	// Output:
+	// free 0 0 10-M
+	// gold 1 5000 100-M
+	// gold true
+	// entitlement: plan "free" has prices but no monthly call limit
+}
+
 // An operator grants a plan by hand, as `releaseradar admin grant` does.
 func ExampleService_Grant() {
-	store := memstore.New(apimem.New())
-	svc, err := entitlement.New(store, entitlement.Config{Logger: slog.New(slog.DiscardHandler)})
+	keys := apimem.New()
+	svc, err := entitlement.New(memstore.New(), entitlement.Config{
+		Catalog: plans,
+		Keys:    keyIssuer{keys},
+		Logger:  slog.New(slog.DiscardHandler),
+	})
 	if err != nil {
 		panic(err)
 	}
 	ctx := context.Background()
-	raw, _ := svc.Grant(ctx, "user_42", entitlement.Pro, 0) // 0: the plan's limit
-	keys, _ := store.Keys().ListByUser(ctx, "user_42")
-	fmt.Println(strings.HasPrefix(raw, "rr_live_"), keys[0].Plan, keys[0].MonthlyCallLimit)
+	raw, _ := svc.Grant(ctx, "user_42", "gold", 0) // 0: the plan's limit
+	k, _ := keys.ByHash(ctx, apikey.Hash(raw))
+	fmt.Println(k.UserID, k.Plan, k.Active())
 
-	_, err = svc.Grant(ctx, "user_42", "gold", 0)
+	_, err = svc.Grant(ctx, "user_42", "free", 0) // no quota to sell
 	fmt.Println(errors.Is(err, entitlement.ErrUnknownPlan))
 	// Output:
-	// true pro 10000
+	// issued a gold key, 5000 calls a month (admin grant)
+	// user_42 gold true
 	// true
 }
 
@@ -43,9 +106,9 @@ func ExampleService_ServeHTTP() {
 	secret := "whsec_example"
 	sealKey := make([]byte, entitlement.SealKeySize)
 	_, _ = rand.Read(sealKey)
-	store := memstore.New(apimem.New())
-	svc, err := entitlement.New(store, entitlement.Config{
-		Prices:        map[string]string{"price_pro_monthly": entitlement.Pro},
+	svc, err := entitlement.New(memstore.New(), entitlement.Config{
+		Catalog:       plans,
+		Keys:          keyIssuer{apimem.New()},
 		WebhookSecret: secret,
 		SealKey:       sealKey,
 		Logger:        slog.New(slog.DiscardHandler),
@@ -67,7 +130,7 @@ func ExampleService_ServeHTTP() {
 	}
 	deliver("evt_1", "customer.subscription.created", map[string]any{
 		"id": "sub_1", "object": "subscription", "customer": "cus_1", "status": "active",
-		"items": map[string]any{"object": "list", "data": []any{map[string]any{"id": "si_1", "price": map[string]any{"id": "price_pro_monthly"}}}},
+		"items": map[string]any{"object": "list", "data": []any{map[string]any{"id": "si_1", "price": map[string]any{"id": "price_gold_monthly"}}}},
 	})
 	session := map[string]any{
 		"id": "cs_1", "object": "checkout.session", "customer": "cus_1", "subscription": "sub_1",
@@ -80,22 +143,11 @@ func ExampleService_ServeHTTP() {
 	pending, _ := svc.Pending(ctx, "user_42")
 	raw, _ := svc.Reveal(ctx, "user_42")
 	_, again := svc.Reveal(ctx, "user_42")
-	fmt.Println(pending, strings.HasPrefix(raw, "rr_live_"), errors.Is(again, entitlement.ErrNothingToReveal))
+	fmt.Println(pending, strings.HasPrefix(raw, apikey.DefaultPrefix), errors.Is(again, entitlement.ErrNothingToReveal))
 	// Output:
 	// customer.subscription.created 200 {"received":true,"outcome":"unbound"}
+	// issued a gold key, 5000 calls a month (billing: plan changed to gold)
 	// checkout.session.completed 200 {"received":true,"outcome":"granted"}
 	// checkout.session.completed 200 {"received":true,"outcome":"duplicate"}
 	// true true true
-}
-
-func ExampleCatalog_Names() {
-	cat := entitlement.DefaultCatalog()
-	for _, name := range cat.Names() {
-		p := cat[name]
-		fmt.Println(p.Name, p.Rank, p.MonthlyCallLimit, p.Rate)
-	}
-	// Output:
-	// public 0 0 30-M
-	// pro 1 10000 600-M
-	// team 2 100000 3000-M
 }

@@ -19,7 +19,9 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/releaseradar/tollgate/apikey"
 	apimem "github.com/releaseradar/tollgate/apikey/memstore"
+	apisql "github.com/releaseradar/tollgate/apikey/sqlstore"
 	"github.com/releaseradar/tollgate/entitlement"
+	"github.com/releaseradar/tollgate/entitlement/internal/keystest"
 	"github.com/releaseradar/tollgate/entitlement/memstore"
 	"github.com/releaseradar/tollgate/entitlement/sqlstore"
 	"github.com/releaseradar/tollgate/internal/testenv"
@@ -27,32 +29,58 @@ import (
 	"github.com/stripe/stripe-go/v76/webhook"
 )
 
-// Prices the tests configure: the fixture's price is pro.
+// The tests' plans: a free plan without a quota and two paid ones. The fixture's
+// price buys gold.
 const (
-	pricePro     = "price_1PgafmB7WZ01zgkW6dKueIc5"
-	priceTeam    = "price_team_monthly"
-	priceUnknown = "price_not_configured"
+	planFree      = "free"
+	planGold      = "gold"
+	planPlatinum  = "platinum"
+	goldLimit     = 1_000
+	platinumLimit = 5_000
+
+	priceGold     = "price_1PgafmB7WZ01zgkW6dKueIc5"
+	pricePlatinum = "price_platinum_monthly"
+	priceUnknown  = "price_not_configured"
 )
 
-// backend is a store the sequences run on.
-type backend struct {
-	name string
-	open func(t testing.TB) (entitlement.Store, *sqlx.DB)
+// testCatalog returns the tests' plan catalog.
+func testCatalog() entitlement.Catalog {
+	return entitlement.Catalog{
+		planFree:     {Name: planFree, Rank: 0, Rate: "10-M"},
+		planGold:     {Name: planGold, Rank: 1, MonthlyCallLimit: goldLimit, Rate: "100-M", Prices: []string{priceGold}},
+		planPlatinum: {Name: planPlatinum, Rank: 2, MonthlyCallLimit: platinumLimit, Rate: "500-M", Prices: []string{pricePlatinum}},
+	}
 }
 
-func openSQL(t testing.TB, db *sqlx.DB) (entitlement.Store, *sqlx.DB) {
+// backend is a store the sequences run on, with the key store its KeyIssuer
+// writes to: on SQL, an apikey/sqlstore on the same database, which joins the
+// entitlement store's transactions.
+type backend struct {
+	name string
+	open func(t testing.TB) (entitlement.Store, apikey.Store, *sqlx.DB)
+}
+
+func openSQL(t testing.TB, db *sqlx.DB) (entitlement.Store, apikey.Store, *sqlx.DB) {
 	t.Helper()
 	s := sqlstore.New(db)
 	if err := s.Bootstrap(context.Background()); err != nil {
 		t.Fatalf("Bootstrap: %v", err)
 	}
-	return s, db
+	keys := apisql.New(db, apisql.Config{})
+	if err := keys.Bootstrap(context.Background()); err != nil {
+		t.Fatalf("apikey Bootstrap: %v", err)
+	}
+	return s, keys, db
+}
+
+func openMem(testing.TB) (entitlement.Store, apikey.Store, *sqlx.DB) {
+	return memstore.New(), apimem.New(), nil
 }
 
 var backends = []backend{
-	{"memstore", func(t testing.TB) (entitlement.Store, *sqlx.DB) { return memstore.New(apimem.New()), nil }},
-	{"sqlite", func(t testing.TB) (entitlement.Store, *sqlx.DB) { return openSQL(t, testenv.SQLite(t)) }},
-	{"postgres", func(t testing.TB) (entitlement.Store, *sqlx.DB) { return openSQL(t, testenv.Postgres(t)) }},
+	{"memstore", openMem},
+	{"sqlite", func(t testing.TB) (entitlement.Store, apikey.Store, *sqlx.DB) { return openSQL(t, testenv.SQLite(t)) }},
+	{"postgres", func(t testing.TB) (entitlement.Store, apikey.Store, *sqlx.DB) { return openSQL(t, testenv.Postgres(t)) }},
 }
 
 // eachBackend runs f once per store backend, in parallel subtests.
@@ -66,34 +94,17 @@ func eachBackend(t *testing.T, f func(t *testing.T, b backend)) {
 	}
 }
 
-// lockedBuffer is a log sink the handler and the test share.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // harness is a Service behind an httptest server, with a Stripe-like event
 // factory.
 type harness struct {
 	t      testing.TB
 	svc    *entitlement.Service
 	store  entitlement.Store
+	issuer *keystest.Issuer
 	db     *sqlx.DB // nil for memstore
 	srv    *httptest.Server
 	secret string
-	logs   *lockedBuffer
+	logs   *testenv.Buffer
 
 	mu       sync.Mutex
 	n        int
@@ -116,13 +127,14 @@ func sealKey() []byte {
 // newHarness starts a Service on b's store; edit may change the config.
 func newHarness(t testing.TB, b backend, edit func(*entitlement.Config)) *harness {
 	t.Helper()
-	store, db := b.open(t)
+	store, keys, db := b.open(t)
 	h := &harness{
-		t: t, store: store, db: db, secret: randomSecret(t), logs: &lockedBuffer{},
+		t: t, store: store, issuer: keystest.New(keys), db: db, secret: randomSecret(t), logs: &testenv.Buffer{},
 		observed: map[string]int{}, created: time.Now().Add(-time.Hour).Unix(),
 	}
 	cfg := entitlement.Config{
-		Prices:        map[string]string{pricePro: entitlement.Pro, priceTeam: entitlement.Team},
+		Catalog:       testCatalog(),
+		Keys:          h.issuer,
 		WebhookSecret: h.secret,
 		SealKey:       sealKey(),
 		Logger:        slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -341,7 +353,7 @@ func (h *harness) expect(want string, e ev) ev {
 // keys returns the user's keys, newest first.
 func (h *harness) keys(user string) []apikey.Key {
 	h.t.Helper()
-	keys, err := h.store.Keys().ListByUser(context.Background(), user)
+	keys, err := h.issuer.Keys().ListByUser(context.Background(), user)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -366,26 +378,29 @@ func (h *harness) check(user string, w want) []apikey.Key {
 		}
 	}
 	if len(active) != w.active || len(keys) != w.total {
-		h.t.Fatalf("user %s has %d active of %d keys, want %d active of %d: %s", user, len(active), len(keys), w.active, w.total, describe(keys))
+		h.t.Fatalf("user %s has %d active of %d keys, want %d active of %d: %s", user, len(active), len(keys), w.active, w.total, h.describe(keys))
 	}
-	if w.active == 1 && (active[0].Plan != w.plan || active[0].MonthlyCallLimit != w.limit) {
-		h.t.Fatalf("user %s's active key: plan %s, limit %d; want %s, %d", user, active[0].Plan, active[0].MonthlyCallLimit, w.plan, w.limit)
+	if w.active == 1 {
+		if limit, _ := h.issuer.Limit(active[0].ID); active[0].Plan != w.plan || limit != w.limit {
+			h.t.Fatalf("user %s's active key: plan %s, limit %d; want %s, %d", user, active[0].Plan, limit, w.plan, w.limit)
+		}
 	}
 	return keys
 }
 
-func describe(keys []apikey.Key) string {
+func (h *harness) describe(keys []apikey.Key) string {
 	var parts []string
 	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s/%s/%s/%d", k.ID, k.Plan, k.Status, k.MonthlyCallLimit))
+		limit, _ := h.issuer.Limit(k.ID)
+		parts = append(parts, fmt.Sprintf("%s/%s/%s/%d", k.ID, k.Plan, k.Status, limit))
 	}
 	return "[" + strings.Join(parts, " ") + "]"
 }
 
-// bindPro brings user to an active pro subscription the usual way: Stripe's
+// bindGold brings user to an active gold subscription the usual way: Stripe's
 // customer.subscription.created, then checkout.session.completed.
-func (h *harness) bindPro(user, customer, sub string) {
+func (h *harness) bindGold(user, customer, sub string) {
 	h.t.Helper()
-	h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(h.t, sub, customer, "active", pricePro, month)})
+	h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(h.t, sub, customer, "active", priceGold, month)})
 	h.expect(entitlement.OutcomeGranted, ev{typ: "checkout.session.completed", obj: checkout(h.t, customer, sub, user, "paid")})
 }

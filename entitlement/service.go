@@ -19,21 +19,23 @@ const (
 	OutcomeDuplicate = "duplicate" // the event ID was processed before
 	OutcomeIgnored   = "ignored"   // not for us: other type, livemode, Connect, stale
 	OutcomeRejected  = "rejected"  // refused: signature, API version, size, payload
-	OutcomeFailed    = "failed"    // an internal error; Stripe will retry
+	OutcomeFailed    = "failed"    // the store or the Delivery failed: 503, Stripe will retry
 	// OutcomeUnknownPrice is observed in addition to the event's outcome when a
-	// subscription names no price of Config.Prices and so grants nothing.
+	// subscription names no price of the catalog and so grants nothing.
 	OutcomeUnknownPrice = "unknown_price"
 )
 
-// Config holds a Service's optional settings. The zero value of each field is the
-// documented default.
+// Config holds a Service's settings. Catalog and Keys are required; the zero value
+// of every other field is the documented default.
 type Config struct {
-	// Catalog is the plan catalog; nil means DefaultCatalog().
+	// Catalog is the plan catalog: the monthly call limit of each plan and the
+	// Stripe prices that buy it. Required; New validates it (Catalog.Validate) and
+	// keeps a copy. A subscription none of whose prices is in the catalog grants
+	// nothing; the Service logs a warning and observes OutcomeUnknownPrice.
 	Catalog Catalog
-	// Prices maps Stripe price IDs to plan names of Catalog. A subscription none of
-	// whose prices is here grants nothing; the Service logs a warning and observes
-	// OutcomeUnknownPrice.
-	Prices map[string]string
+	// Keys issues and revokes the users' keys with their quotas. Required. Its
+	// calls join the store's transaction through the context (see KeyIssuer).
+	Keys KeyIssuer
 	// WebhookSecret is the endpoint's signing secret (whsec_…). Empty: the webhook
 	// answers 503.
 	WebhookSecret string
@@ -49,20 +51,22 @@ type Config struct {
 	Subscriptions SubscriptionReader
 	// Delivery hands a webhook-issued key to its owner; nil seals it for Reveal.
 	Delivery Delivery
-	// Now is the clock; nil means time.Now.
+	// Now is the clock of the records the Service keeps; nil means time.Now. (The
+	// KeyIssuer keeps its own clock for the keys.)
 	Now func() time.Time
 	// Logger receives operational logs, never a secret; nil means slog.Default().
 	Logger *slog.Logger
 	// Observe, if set, is called once per webhook delivery with the event type
-	// ("unverified" before the signature checks out) and an Outcome… constant.
+	// ("unverified" before the signature checks out) and an Outcome… constant. It
+	// must be safe for concurrent use.
 	Observe func(eventType, outcome string)
 }
 
 // Delivery hands a key the webhook issued to its owner. Deliver runs inside the
 // transaction that issues the key, as its last step, so it should be quick (or
-// enqueue): an error rolls the change back and the webhook answers 500, and Stripe
-// delivers the event again. tx lets a delivery store what it must atomically with
-// the change. raw must never be logged.
+// enqueue): an error rolls the change back, the webhook answers 503, and Stripe
+// delivers the event again. ctx carries the transaction, and tx lets a delivery
+// store what it must atomically with the change. raw must never be logged.
 type Delivery interface {
 	Deliver(ctx context.Context, tx Tx, k apikey.Key, raw string) error
 }
@@ -70,38 +74,45 @@ type Delivery interface {
 // Service applies Stripe billing events to API keys. It is safe for concurrent use.
 type Service struct {
 	store  Store
-	keys   apikey.Store
+	keys   KeyIssuer
 	cat    Catalog
-	prices map[string]string
+	prices map[string]string // price ID → plan name
 	cfg    Config
 	seal   *sealer // nil without a SealKey
 	now    func() time.Time
 	log    *slog.Logger
 }
 
-// New returns a Service on store, which also holds the API keys it issues
-// (store.Keys()). It checks that every price maps to a plan of the catalog that has
-// a monthly call limit and that SealKey is usable.
+// New returns a Service keeping its state in store and issuing keys through
+// cfg.Keys. It fails when store, cfg.Keys or cfg.Catalog is missing, the catalog
+// is invalid, or SealKey is unusable (or missing while WebhookSecret is set and
+// Delivery is nil).
 func New(store Store, cfg Config) (*Service, error) {
-	if store == nil {
+	switch {
+	case store == nil:
 		return nil, errors.New("entitlement: New needs a Store")
+	case cfg.Keys == nil:
+		return nil, errors.New("entitlement: Config.Keys is required")
+	case len(cfg.Catalog) == 0:
+		return nil, errors.New("entitlement: Config.Catalog is required")
 	}
-	s := &Service{store: store, keys: store.Keys(), cfg: cfg, cat: cfg.Catalog, now: cfg.Now, log: cfg.Logger}
-	if s.cat == nil {
-		s.cat = DefaultCatalog()
+	if err := cfg.Catalog.Validate(); err != nil {
+		return nil, err
 	}
+	s := &Service{store: store, keys: cfg.Keys, cat: cfg.Catalog.clone(), now: cfg.Now, log: cfg.Logger}
+	cfg.Catalog = s.cat
+	s.cfg = cfg
 	if s.now == nil {
 		s.now = time.Now
 	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.prices = make(map[string]string, len(cfg.Prices))
-	for price, plan := range cfg.Prices {
-		if p, ok := s.cat[plan]; !ok || p.MonthlyCallLimit <= 0 {
-			return nil, fmt.Errorf("entitlement: price %q maps to %q, which is not a paid plan of the catalog", price, plan)
+	s.prices = make(map[string]string)
+	for name, p := range s.cat {
+		for _, price := range p.Prices {
+			s.prices[price] = name
 		}
-		s.prices[price] = plan
 	}
 	if len(cfg.SealKey) > 0 || (cfg.WebhookSecret != "" && cfg.Delivery == nil) {
 		seal, err := newSealer(cfg.SealKey)
@@ -122,7 +133,7 @@ func (s *Service) observe(eventType, outcome string) {
 // update runs fn in a store transaction. It tries again, up to three times, when a
 // key issued under the store's lock met an active key created concurrently outside
 // it (a user's own rotation); fn must therefore be safe to run again.
-func (s *Service) update(ctx context.Context, fn func(Tx) error) error {
+func (s *Service) update(ctx context.Context, fn func(context.Context, Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := s.store.Update(ctx, fn)
 		if err == nil || !errors.Is(err, apikey.ErrActiveExists) || attempt == 3 {
@@ -131,10 +142,11 @@ func (s *Service) update(ctx context.Context, fn func(Tx) error) error {
 	}
 }
 
-// Grant does what a paid checkout does, by hand: it revokes the user's active keys
-// and issues one key on plan with limit monthly calls (0: the plan's limit). It
-// returns the raw key, which is not kept anywhere; the caller shows it once.
-// ErrUnknownPlan if the catalog has no paid plan of that name.
+// Grant does what a paid checkout does, by hand: it revokes the user's active keys,
+// discards a key waiting to be revealed, and issues one key on plan with limit
+// monthly calls (0: the plan's limit). It returns the raw key, which is not kept
+// anywhere; the caller shows it once. ErrUnknownPlan if the catalog has no plan of
+// that name with a monthly call limit.
 func (s *Service) Grant(ctx context.Context, userID, plan string, limit int64) (raw string, err error) {
 	if userID == "" {
 		return "", errors.New("entitlement: grant: empty user ID")
@@ -149,14 +161,14 @@ func (s *Service) Grant(ctx context.Context, userID, plan string, limit int64) (
 	if limit == 0 {
 		limit = p.MonthlyCallLimit
 	}
-	err = s.update(ctx, func(tx Tx) error {
-		now := s.now()
+	err = s.update(ctx, func(ctx context.Context, tx Tx) error {
 		var k apikey.Key
-		raw, k, err = s.issue(ctx, tx, userID, plan, limit, "admin grant", now)
+		var err error
+		raw, k, err = s.issue(ctx, tx, userID, plan, limit, "admin grant")
 		if err != nil {
 			return err
 		}
-		return tx.PutEntitlement(ctx, Entitlement{UserID: userID, Plan: plan, KeyID: k.ID, Source: SourceAdmin, UpdatedAt: now})
+		return tx.PutEntitlement(ctx, Entitlement{UserID: userID, Plan: plan, KeyID: k.ID, Source: SourceAdmin, UpdatedAt: s.now()})
 	})
 	if err != nil {
 		return "", fmt.Errorf("entitlement: grant: %w", err)
@@ -170,9 +182,9 @@ func (s *Service) Grant(ctx context.Context, userID, plan string, limit int64) (
 // user's billing (an upgrade, a recovered payment, a new subscription) does.
 func (s *Service) Revoke(ctx context.Context, userID string) (int, error) {
 	var n int
-	err := s.update(ctx, func(tx Tx) error {
+	err := s.update(ctx, func(ctx context.Context, tx Tx) error {
 		var err error
-		if n, err = tx.Keys().RevokeUser(ctx, userID, "admin revoke", s.now()); err != nil {
+		if n, err = s.keys.RevokeUser(ctx, userID, "admin revoke"); err != nil {
 			return err
 		}
 		if _, err := tx.TakeSealed(ctx, userID); err != nil && !errors.Is(err, ErrNotFound) {
@@ -189,18 +201,19 @@ func (s *Service) Revoke(ctx context.Context, userID string) (int, error) {
 // Reveal returns the key the webhook issued to the user and destroys its sealed
 // copy, so it is returned exactly once, also to concurrent callers.
 // ErrNothingToReveal when no key waits, or when the waiting key is no longer
-// active (the user rotated it meanwhile).
+// active (the user rotated it meanwhile). A sealed key that does not open (the
+// SealKey changed) is an error and stays in the store.
 func (s *Service) Reveal(ctx context.Context, userID string) (raw string, err error) {
 	if s.seal == nil {
 		return "", ErrNothingToReveal
 	}
-	err = s.update(ctx, func(tx Tx) error {
+	err = s.update(ctx, func(ctx context.Context, tx Tx) error {
 		raw = ""
 		sk, err := tx.TakeSealed(ctx, userID)
 		if err != nil {
 			return err
 		}
-		k, err := tx.Keys().ByID(ctx, sk.KeyID)
+		k, err := s.keys.Key(ctx, sk.KeyID)
 		if errors.Is(err, apikey.ErrNotFound) || (err == nil && !k.Active()) {
 			return nil // destroyed, and nothing to show
 		}
@@ -240,36 +253,26 @@ func (s *Service) PruneEvents(ctx context.Context, maxAge time.Duration) (int64,
 	return n, nil
 }
 
-// issue revokes the user's active keys, discards a key still waiting to be
-// revealed and creates a new active key.
-func (s *Service) issue(ctx context.Context, tx Tx, userID, plan string, limit int64, reason string, now time.Time) (string, apikey.Key, error) {
-	if _, err := tx.Keys().RevokeUser(ctx, userID, reason, now); err != nil {
-		return "", apikey.Key{}, err
-	}
+// issue discards a key still waiting to be revealed and has the KeyIssuer
+// replace the user's active keys with a new one.
+func (s *Service) issue(ctx context.Context, tx Tx, userID, plan string, limit int64, reason string) (string, apikey.Key, error) {
 	if _, err := tx.TakeSealed(ctx, userID); err != nil && !errors.Is(err, ErrNotFound) {
 		return "", apikey.Key{}, err
 	}
-	raw, k, err := apikey.New(userID, plan, limit, now)
-	if err != nil {
-		return "", apikey.Key{}, err
-	}
-	if err := tx.Keys().Create(ctx, &k); err != nil {
-		return "", apikey.Key{}, err
-	}
-	return raw, k, nil
+	return s.keys.Issue(ctx, userID, plan, limit, reason)
 }
 
 // deliver hands a webhook-issued key to its owner: Config.Delivery, or sealed for
 // Reveal.
-func (s *Service) deliver(ctx context.Context, tx Tx, k apikey.Key, raw string) error {
+func (s *Service) deliver(ctx context.Context, tx Tx, userID string, k apikey.Key, raw string, now time.Time) error {
 	if s.cfg.Delivery != nil {
 		return s.cfg.Delivery.Deliver(ctx, tx, k, raw)
 	}
-	sealed, err := s.seal.seal(k.UserID, k.ID, raw)
+	sealed, err := s.seal.seal(userID, k.ID, raw)
 	if err != nil {
 		return err
 	}
-	return tx.PutSealed(ctx, SealedKey{UserID: k.UserID, KeyID: k.ID, Sealed: sealed, CreatedAt: k.CreatedAt})
+	return tx.PutSealed(ctx, SealedKey{UserID: userID, KeyID: k.ID, Sealed: sealed, CreatedAt: now})
 }
 
 // planOf returns the highest-ranked plan the subscription's prices map to, or "".
@@ -327,7 +330,7 @@ func (s *Service) reconcile(ctx context.Context, tx Tx, userID string, now time.
 	ent := Entitlement{UserID: userID, Plan: want, Source: SourceStripe, UpdatedAt: now}
 	outcome := OutcomeGranted
 	if want == "" {
-		if _, err := tx.Keys().RevokeUser(ctx, userID, "billing: no paid plan", now); err != nil {
+		if _, err := s.keys.RevokeUser(ctx, userID, "billing: no paid plan"); err != nil {
 			return "", err
 		}
 		if _, err := tx.TakeSealed(ctx, userID); err != nil && !errors.Is(err, ErrNotFound) {
@@ -335,11 +338,11 @@ func (s *Service) reconcile(ctx context.Context, tx Tx, userID string, now time.
 		}
 		outcome = OutcomeRevoked
 	} else {
-		raw, k, err := s.issue(ctx, tx, userID, want, s.cat[want].MonthlyCallLimit, "billing: plan changed to "+want, now)
+		raw, k, err := s.issue(ctx, tx, userID, want, s.cat[want].MonthlyCallLimit, "billing: plan changed to "+want)
 		if err != nil {
 			return "", err
 		}
-		if err := s.deliver(ctx, tx, k, raw); err != nil {
+		if err := s.deliver(ctx, tx, userID, k, raw, now); err != nil {
 			return "", err
 		}
 		ent.KeyID = k.ID

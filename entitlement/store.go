@@ -2,22 +2,9 @@ package entitlement
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/releaseradar/tollgate/apikey"
-)
-
-// Sentinel errors, matched with errors.Is. Stores wrap backend errors with %w.
-var (
-	// ErrNotFound: the store holds no record under that ID.
-	ErrNotFound = errors.New("entitlement: not found")
-	// ErrNothingToReveal: no issued key waits for the user (never issued, already
-	// revealed, or replaced since).
-	ErrNothingToReveal = errors.New("entitlement: no key waits to be revealed")
-	// ErrUnknownPlan: Grant named a plan the catalog lacks or one that has no
-	// monthly call limit (public).
-	ErrUnknownPlan = errors.New("entitlement: unknown plan")
 )
 
 // Customer binds a Stripe customer to a user of ours.
@@ -95,12 +82,15 @@ type Store interface {
 	// Update runs fn in one transaction, serialized against every other Update on
 	// the same data (also from other processes, for SQL stores), and commits it when
 	// fn returns nil. When fn returns an error the transaction's writes are
-	// discarded and Update returns that error. The Tx is valid only inside fn.
-	Update(ctx context.Context, fn func(tx Tx) error) error
-
-	// Keys returns the API key store the store's transactions write to (Tx.Keys),
-	// for reads outside a transaction.
-	Keys() apikey.Store
+	// discarded and Update returns that error. A canceled ctx fails Update without
+	// committing anything.
+	//
+	// fn's ctx is derived from ctx and carries the transaction: other stores on the
+	// same database that join transactions through the context (apikey/sqlstore,
+	// quota/sqlstore, a KeyIssuer built on them) commit and roll back with it when
+	// called with that ctx. The Tx is valid only inside fn; its methods run in the
+	// transaction whatever context they are given.
+	Update(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error
 
 	// HasSealed reports whether a sealed key waits for the user.
 	HasSealed(ctx context.Context, userID string) (bool, error)
@@ -112,11 +102,6 @@ type Store interface {
 
 // Tx is a store transaction; see Store.Update.
 type Tx interface {
-	// Keys returns the API key store bound to this transaction: its writes commit
-	// with the transaction's, and SQL stores also roll them back with it (an
-	// in-memory store cannot undo a key write, so callers make key writes last).
-	Keys() apikey.Store
-
 	// MarkProcessed records e.ID and reports whether this is its first record.
 	// false means the event was processed before (or concurrently, by a
 	// transaction that committed first).
@@ -154,4 +139,21 @@ type Tx interface {
 
 	// TakeSealed deletes the user's sealed key and returns it, or ErrNotFound.
 	TakeSealed(ctx context.Context, userID string) (SealedKey, error)
+}
+
+// KeyIssuer issues and revokes API keys with their quotas. Its methods run in the
+// transaction ctx carries (Store.Update hands fn such a ctx), so that on a SQL
+// database the keys and quotas commit or roll back with the event that changed
+// them; a KeyIssuer on memory stores cannot roll back, and the Service converges
+// anyway (a retried event finds its plan not yet applied and issues again).
+// Implementations are safe for concurrent use. A server implements it over its
+// key and quota stores, issuing each key with its quota in one step.
+type KeyIssuer interface {
+	// Issue revokes the user's active keys (reason) and issues one active key on plan
+	// with a quota of limit monthly calls; it returns the raw key, shown once.
+	Issue(ctx context.Context, userID, plan string, limit int64, reason string) (raw string, k apikey.Key, err error)
+	// RevokeUser revokes every active key of the user and returns how many.
+	RevokeUser(ctx context.Context, userID, reason string) (int, error)
+	// Key returns the key with that ID (apikey.ErrNotFound).
+	Key(ctx context.Context, id string) (apikey.Key, error)
 }

@@ -18,18 +18,6 @@ import (
 // answered 413. Stripe's events are a few kilobytes.
 const MaxWebhookBody = 1 << 20
 
-// Problem details the webhook answers with.
-const (
-	detailMethod      = "Use POST for the billing webhook"
-	detailUnavailable = "Billing webhook is not configured"
-	detailTooLarge    = "Webhook body exceeds 1 MiB"
-	detailUnreadable  = "Could not read the webhook body"
-	detailSignature   = "Invalid Stripe-Signature"
-	detailPayload     = "Malformed Stripe event"
-	detailAPIVersion  = "Unsupported Stripe API version: pin the webhook endpoint to " + stripe.APIVersion
-	detailFailed      = "Webhook processing failed; Stripe will retry"
-)
-
 // unverified is the event type observed for deliveries refused before the event
 // could be trusted.
 const unverified = "unverified"
@@ -49,8 +37,12 @@ const (
 // Stripe-Signature header against Config.WebhookSecret (300 s tolerance), refuses
 // events of another API version than stripe.APIVersion, ignores other livemodes
 // and Connect events, and applies the event in one transaction with its ID.
-// Refusals are 4xx problem+json bodies and change nothing; a 5xx makes Stripe
-// retry; every event it accepts, acted on or not, is answered 200.
+// Refusals are 4xx problem+json bodies (ErrBadSignature, ErrAPIVersion, …) and
+// change nothing. When the store or the Delivery fails while a verified event is
+// applied, the event is not recorded and the answer is 503 (ErrWebhookFailed) with
+// Retry-After, so Stripe delivers the event again. Every event it accepts, acted
+// on or not, is answered 200 with {"received":true,"outcome":…}, an Outcome…
+// constant; Config.Observe sees the same outcome.
 //
 // It acts on checkout.session.completed and
 // checkout.session.async_payment_succeeded (once paid or no_payment_required:
@@ -61,12 +53,12 @@ const (
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		problem.Write(w, http.StatusMethodNotAllowed, detailMethod)
+		problem.WriteError(w, errMethod)
 		return
 	}
 	if s.cfg.WebhookSecret == "" {
 		s.observe(unverified, OutcomeRejected)
-		problem.Write(w, http.StatusServiceUnavailable, detailUnavailable)
+		problem.WriteError(w, ErrWebhookNotConfigured)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxWebhookBody))
@@ -75,10 +67,10 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			s.log.WarnContext(r.Context(), "stripe webhook refused: body over the limit", "limit_bytes", MaxWebhookBody)
-			problem.Write(w, http.StatusRequestEntityTooLarge, detailTooLarge)
+			problem.WriteError(w, ErrWebhookTooLarge)
 			return
 		}
-		problem.Write(w, http.StatusBadRequest, detailUnreadable)
+		problem.WriteError(w, ErrWebhookUnreadable)
 		return
 	}
 	ev, err := webhook.ConstructEventWithOptions(body, r.Header.Get("Stripe-Signature"), s.cfg.WebhookSecret,
@@ -87,11 +79,11 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.observe(unverified, OutcomeRejected)
 		if isSignatureError(err) {
 			s.log.WarnContext(r.Context(), "stripe webhook refused: bad signature", "reason", err.Error())
-			problem.Write(w, http.StatusBadRequest, detailSignature)
+			problem.WriteError(w, ErrBadSignature)
 			return
 		}
 		s.log.WarnContext(r.Context(), "stripe webhook refused: malformed event", "error", err.Error())
-		problem.Write(w, http.StatusBadRequest, detailPayload)
+		problem.WriteError(w, ErrMalformedEvent)
 		return
 	}
 	eventType := string(ev.Type)
@@ -100,20 +92,20 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.ErrorContext(r.Context(), "stripe webhook refused: API version mismatch; pin the webhook endpoint's API version "+
 			"to the one this server is built for (create the endpoint with api_version="+stripe.APIVersion+")",
 			"event", ev.ID, "got", ev.APIVersion, "want", stripe.APIVersion)
-		problem.Write(w, http.StatusBadRequest, detailAPIVersion)
+		problem.WriteError(w, &apiVersionError{got: ev.APIVersion})
 		return
 	}
 	outcome, err := s.dispatch(r.Context(), &ev)
 	switch {
-	case errors.Is(err, errMalformed):
+	case errors.Is(err, ErrMalformedEvent):
 		s.observe(eventType, OutcomeRejected)
 		s.log.WarnContext(r.Context(), "stripe webhook refused: malformed event", "event", ev.ID, "type", eventType, "error", err.Error())
-		problem.Write(w, http.StatusBadRequest, detailPayload)
+		problem.WriteError(w, ErrMalformedEvent)
 		return
 	case err != nil:
 		s.observe(eventType, OutcomeFailed)
-		s.log.ErrorContext(r.Context(), "stripe webhook failed", "event", ev.ID, "type", eventType, "error", err.Error())
-		problem.Write(w, http.StatusInternalServerError, detailFailed)
+		s.log.ErrorContext(r.Context(), "stripe webhook failed; Stripe will retry", "event", ev.ID, "type", eventType, "error", err.Error())
+		problem.WriteError(w, ErrWebhookFailed)
 		return
 	}
 	s.observe(eventType, outcome)
@@ -131,9 +123,6 @@ func isSignatureError(err error) bool {
 		errors.Is(err, webhook.ErrNoValidSignature) || errors.Is(err, webhook.ErrTooOld)
 }
 
-// errMalformed marks a verified event whose object does not decode.
-var errMalformed = errors.New("entitlement: malformed event object")
-
 // change is an event's effect on the store, run inside the transaction that
 // records the event. It returns the customer whose user to reconcile (or the user
 // directly, for a checkout) and applied=false when the event changed nothing.
@@ -145,7 +134,7 @@ func (s *Service) dispatch(ctx context.Context, ev *stripe.Event) (string, error
 		return OutcomeIgnored, nil
 	}
 	if ev.ID == "" || ev.Data == nil || len(ev.Data.Raw) == 0 {
-		return "", fmt.Errorf("%w: no id or no data.object", errMalformed)
+		return "", fmt.Errorf("%w: no id or no data.object", ErrMalformedEvent)
 	}
 	at := time.Unix(ev.Created, 0).UTC()
 	var (
@@ -166,7 +155,7 @@ func (s *Service) dispatch(ctx context.Context, ev *stripe.Event) (string, error
 		return OutcomeIgnored, err
 	}
 	var outcome string
-	err = s.update(ctx, func(tx Tx) error {
+	err = s.update(ctx, func(ctx context.Context, tx Tx) error {
 		now := s.now()
 		first, err := tx.MarkProcessed(ctx, Event{ID: ev.ID, Type: string(ev.Type), Created: at, ReceivedAt: now})
 		if err != nil {
@@ -207,7 +196,7 @@ func (s *Service) dispatch(ctx context.Context, ev *stripe.Event) (string, error
 func (s *Service) checkoutChange(ctx context.Context, ev *stripe.Event) (change, error) {
 	var cs stripe.CheckoutSession
 	if err := json.Unmarshal(ev.Data.Raw, &cs); err != nil {
-		return nil, fmt.Errorf("%w: %v", errMalformed, err)
+		return nil, fmt.Errorf("%w: %v", ErrMalformedEvent, err)
 	}
 	switch cs.PaymentStatus {
 	case stripe.CheckoutSessionPaymentStatusPaid, stripe.CheckoutSessionPaymentStatusNoPaymentRequired:
@@ -250,7 +239,7 @@ func (s *Service) checkoutChange(ctx context.Context, ev *stripe.Event) (change,
 func (s *Service) subscriptionChange(ctx context.Context, ev *stripe.Event, at time.Time) (change, error) {
 	var sub stripe.Subscription
 	if err := json.Unmarshal(ev.Data.Raw, &sub); err != nil || sub.ID == "" {
-		return nil, fmt.Errorf("%w: subscription: %v", errMalformed, err)
+		return nil, fmt.Errorf("%w: subscription: %v", ErrMalformedEvent, err)
 	}
 	snap := snapshotOf(&sub, at)
 	if string(ev.Type) == typeSubscriptionDeleted {
@@ -285,7 +274,7 @@ func (s *Service) putSnapshot(ctx context.Context, tx Tx, snap snapshot, now tim
 func (s *Service) invoiceChange(ctx context.Context, ev *stripe.Event, at time.Time) (change, error) {
 	var in stripe.Invoice
 	if err := json.Unmarshal(ev.Data.Raw, &in); err != nil || in.ID == "" {
-		return nil, fmt.Errorf("%w: invoice: %v", errMalformed, err)
+		return nil, fmt.Errorf("%w: invoice: %v", ErrMalformedEvent, err)
 	}
 	inv := invoiceInfo{ID: in.ID, Created: time.Unix(in.Created, 0).UTC(), At: at}
 	if in.Customer != nil {
@@ -367,7 +356,7 @@ func snapshotOf(sub *stripe.Subscription, at time.Time) snapshot {
 }
 
 // checkPrices warns when a subscription that would grant names no price of
-// Config.Prices: a misconfiguration that leaves a paying customer without a key.
+// the catalog: a misconfiguration that leaves a paying customer without a key.
 func (s *Service) checkPrices(ctx context.Context, ev *stripe.Event, snap snapshot) {
 	if !grantingStatus(snap.Status) || snap.Deleted || s.planOf(Subscription{PriceIDs: snap.PriceIDs}) != "" {
 		return

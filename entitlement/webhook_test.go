@@ -12,18 +12,20 @@ import (
 
 	"github.com/releaseradar/tollgate/apikey"
 	"github.com/releaseradar/tollgate/entitlement"
+	"github.com/releaseradar/tollgate/entitlement/internal/keystest"
+	"github.com/releaseradar/tollgate/internal/problem"
 	stripe "github.com/stripe/stripe-go/v76"
 )
 
-// Sequence 1: a paid checkout for pro gives the user one active key at 10,000
-// calls; the invoice.paid that accompanies it changes nothing.
-func TestSeq1CheckoutGrantsPro(t *testing.T) {
+// Sequence 1: a paid checkout for gold gives the user one active key at gold's
+// limit; the invoice.paid that accompanies it changes nothing.
+func TestSeq1CheckoutGrantsGold(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		h := newHarness(t, b, nil)
-		h.bindPro("user_1", "cus_1", "sub_1")
-		h.expect(entitlement.OutcomeUnchanged, ev{typ: "invoice.paid", obj: invoice(t, "in_1", "cus_1", "sub_1", pricePro, true, h.created)})
-		h.check("user_1", want{active: 1, plan: entitlement.Pro, limit: 10_000, total: 1})
+		h.bindGold("user_1", "cus_1", "sub_1")
+		h.expect(entitlement.OutcomeUnchanged, ev{typ: "invoice.paid", obj: invoice(t, "in_1", "cus_1", "sub_1", priceGold, true, h.created)})
+		h.check("user_1", want{active: 1, plan: planGold, limit: goldLimit, total: 1})
 	})
 }
 
@@ -33,14 +35,14 @@ func TestSeq2DuplicateEvents(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		h := newHarness(t, b, nil)
-		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_1", "cus_1", "active", pricePro, month)})
+		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_1", "cus_1", "active", priceGold, month)})
 		first := h.expect(entitlement.OutcomeGranted, ev{typ: "checkout.session.completed", obj: checkout(t, "cus_1", "sub_1", "user_1", "paid")})
 		first.created = 0 // a new signature and a fresh harness clock; same ID and body otherwise
 		h.expect(entitlement.OutcomeDuplicate, ev{id: first.id, typ: first.typ, obj: first.obj, created: first.created})
-		h.check("user_1", want{active: 1, plan: entitlement.Pro, limit: 10_000, total: 1})
+		h.check("user_1", want{active: 1, plan: planGold, limit: goldLimit, total: 1})
 
 		// Concurrently: a second user's checkout, delivered by 8 clients at once.
-		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_2", "cus_2", "active", priceTeam, month)})
+		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_2", "cus_2", "active", pricePlatinum, month)})
 		e := ev{typ: "checkout.session.completed", obj: checkout(t, "cus_2", "sub_2", "user_2", "paid")}
 		body := h.build(&e)
 		const n = 8
@@ -63,7 +65,7 @@ func TestSeq2DuplicateEvents(t *testing.T) {
 		if counts[entitlement.OutcomeGranted] != 1 || counts[entitlement.OutcomeDuplicate] != n-1 {
 			t.Fatalf("concurrent duplicates: outcomes %v, want 1 granted and %d duplicate", counts, n-1)
 		}
-		h.check("user_2", want{active: 1, plan: entitlement.Team, limit: 100_000, total: 1})
+		h.check("user_2", want{active: 1, plan: planPlatinum, limit: platinumLimit, total: 1})
 		if got := h.observedCount("checkout.session.completed", entitlement.OutcomeGranted); got != 2 {
 			t.Fatalf("Observe saw %d grants from checkouts, want 2", got)
 		}
@@ -75,37 +77,37 @@ func TestSeq3SameChangeTwoEvents(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		h := newHarness(t, b, nil)
-		h.bindPro("user_1", "cus_1", "sub_1")
+		h.bindGold("user_1", "cus_1", "sub_1")
 		// Stripe sends customer.subscription.updated with the same state as created.
-		h.expect(entitlement.OutcomeUnchanged, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", pricePro, month)})
-		h.check("user_1", want{active: 1, plan: entitlement.Pro, limit: 10_000, total: 1})
+		h.expect(entitlement.OutcomeUnchanged, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", priceGold, month)})
+		h.check("user_1", want{active: 1, plan: planGold, limit: goldLimit, total: 1})
 
 		// A failed renewal revokes; the recovery is told twice (invoice.paid and the
 		// subscription turning active again) and issues one key.
 		in2 := h.created
-		h.expect(entitlement.OutcomeRevoked, ev{typ: "invoice.payment_failed", obj: invoice(t, "in_2", "cus_1", "sub_1", pricePro, false, in2)})
-		h.expect(entitlement.OutcomeUnchanged, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "past_due", pricePro, month)})
-		h.expect(entitlement.OutcomeGranted, ev{typ: "invoice.paid", obj: invoice(t, "in_2", "cus_1", "sub_1", pricePro, true, in2)})
-		h.expect(entitlement.OutcomeUnchanged, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", pricePro, month)})
-		h.check("user_1", want{active: 1, plan: entitlement.Pro, limit: 10_000, total: 2})
+		h.expect(entitlement.OutcomeRevoked, ev{typ: "invoice.payment_failed", obj: invoice(t, "in_2", "cus_1", "sub_1", priceGold, false, in2)})
+		h.expect(entitlement.OutcomeUnchanged, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "past_due", priceGold, month)})
+		h.expect(entitlement.OutcomeGranted, ev{typ: "invoice.paid", obj: invoice(t, "in_2", "cus_1", "sub_1", priceGold, true, in2)})
+		h.expect(entitlement.OutcomeUnchanged, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", priceGold, month)})
+		h.check("user_1", want{active: 1, plan: planGold, limit: goldLimit, total: 2})
 	})
 }
 
 // Sequence 4: the subscription arrives before the checkout that binds it, and
-// Stripe's created(incomplete) arrives last: one team key, nothing revoked.
+// Stripe's created(incomplete) arrives last: one platinum key, nothing revoked.
 func TestSeq4OutOfOrder(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		h := newHarness(t, b, nil)
-		created := ev{typ: "customer.subscription.created", obj: subscription(t, "sub_1", "cus_1", "incomplete", priceTeam, month)}
+		created := ev{typ: "customer.subscription.created", obj: subscription(t, "sub_1", "cus_1", "incomplete", pricePlatinum, month)}
 		h.build(&created) // Stripe created it first…
-		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", priceTeam, month)})
+		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", pricePlatinum, month)})
 		h.expect(entitlement.OutcomeGranted, ev{typ: "checkout.session.completed", obj: checkout(t, "cus_1", "sub_1", "user_1", "paid")})
 		h.expect(entitlement.OutcomeIgnored, created) // …and it arrives last.
 		// Even a newer incomplete snapshot cannot undo the activation: incomplete is
 		// only ever a subscription's first status.
-		h.expect(entitlement.OutcomeIgnored, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_1", "cus_1", "incomplete", priceTeam, month)})
-		keys := h.check("user_1", want{active: 1, plan: entitlement.Team, limit: 100_000, total: 1})
+		h.expect(entitlement.OutcomeIgnored, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_1", "cus_1", "incomplete", pricePlatinum, month)})
+		keys := h.check("user_1", want{active: 1, plan: planPlatinum, limit: platinumLimit, total: 1})
 		if !keys[0].RevokedAt.IsZero() {
 			t.Fatal("a key was revoked")
 		}
@@ -118,62 +120,62 @@ func TestSeq5PaymentFailedThenPaid(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		h := newHarness(t, b, nil)
-		h.bindPro("user_1", "cus_1", "sub_1")
+		h.bindGold("user_1", "cus_1", "sub_1")
 		invCreated := h.created
-		failed := h.expect(entitlement.OutcomeRevoked, ev{typ: "invoice.payment_failed", obj: invoice(t, "in_1", "cus_1", "sub_1", pricePro, false, invCreated)})
+		failed := h.expect(entitlement.OutcomeRevoked, ev{typ: "invoice.payment_failed", obj: invoice(t, "in_1", "cus_1", "sub_1", priceGold, false, invCreated)})
 		h.check("user_1", want{active: 0, total: 1})
 		// A subscription update Stripe sent in the same second as the failure (a
 		// metadata edit, still saying active) is not a recovery.
 		h.expect(entitlement.OutcomeUnchanged, ev{typ: "customer.subscription.updated", created: failed.created,
-			obj: subscription(t, "sub_1", "cus_1", "active", pricePro, month)})
+			obj: subscription(t, "sub_1", "cus_1", "active", priceGold, month)})
 		h.check("user_1", want{active: 0, total: 1})
-		h.expect(entitlement.OutcomeGranted, ev{typ: "invoice.paid", obj: invoice(t, "in_1", "cus_1", "sub_1", pricePro, true, invCreated)})
-		h.check("user_1", want{active: 1, plan: entitlement.Pro, limit: 10_000, total: 2})
+		h.expect(entitlement.OutcomeGranted, ev{typ: "invoice.paid", obj: invoice(t, "in_1", "cus_1", "sub_1", priceGold, true, invCreated)})
+		h.check("user_1", want{active: 1, plan: planGold, limit: goldLimit, total: 2})
 
 		// Stripe retries the failed event's delivery: the same ID.
 		h.expect(entitlement.OutcomeDuplicate, ev{id: failed.id, typ: failed.typ, obj: failed.obj})
 		// A late payment_failed of the paid invoice, under a new ID.
-		h.expect(entitlement.OutcomeIgnored, ev{typ: "invoice.payment_failed", obj: invoice(t, "in_1", "cus_1", "sub_1", pricePro, false, invCreated)})
+		h.expect(entitlement.OutcomeIgnored, ev{typ: "invoice.payment_failed", obj: invoice(t, "in_1", "cus_1", "sub_1", priceGold, false, invCreated)})
 		// A failure of an older invoice than the paid one.
-		h.expect(entitlement.OutcomeIgnored, ev{typ: "invoice.payment_failed", obj: invoice(t, "in_0", "cus_1", "sub_1", pricePro, false, invCreated-86400)})
-		h.check("user_1", want{active: 1, plan: entitlement.Pro, limit: 10_000, total: 2})
+		h.expect(entitlement.OutcomeIgnored, ev{typ: "invoice.payment_failed", obj: invoice(t, "in_0", "cus_1", "sub_1", priceGold, false, invCreated-86400)})
+		h.check("user_1", want{active: 1, plan: planGold, limit: goldLimit, total: 2})
 	})
 }
 
-// Sequence 6: team → pro replaces the key; the replay and updates that change
+// Sequence 6: platinum → gold replaces the key; the replay and updates that change
 // nothing the plan depends on leave it alone.
 func TestSeq6PlanChange(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		h := newHarness(t, b, nil)
-		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_1", "cus_1", "active", priceTeam, month)})
+		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_1", "cus_1", "active", pricePlatinum, month)})
 		h.expect(entitlement.OutcomeGranted, ev{typ: "checkout.session.completed", obj: checkout(t, "cus_1", "sub_1", "user_1", "paid")})
-		teamKey := h.check("user_1", want{active: 1, plan: entitlement.Team, limit: 100_000, total: 1})[0]
+		platinumKey := h.check("user_1", want{active: 1, plan: planPlatinum, limit: platinumLimit, total: 1})[0]
 
-		down := h.expect(entitlement.OutcomeGranted, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", pricePro, month)})
+		down := h.expect(entitlement.OutcomeGranted, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", priceGold, month)})
 		h.expect(entitlement.OutcomeDuplicate, ev{id: down.id, typ: down.typ, obj: down.obj})
 
-		meta := subscription(t, "sub_1", "cus_1", "active", pricePro, month)
+		meta := subscription(t, "sub_1", "cus_1", "active", priceGold, month)
 		meta["metadata"] = map[string]any{"team_name": "Acme"}
-		cancelLater := cancelAtPeriodEnd(subscription(t, "sub_1", "cus_1", "active", pricePro, month))
+		cancelLater := cancelAtPeriodEnd(subscription(t, "sub_1", "cus_1", "active", priceGold, month))
 		next := period{start: month.end, end: month.end + 30*86400}
 		for _, obj := range []map[string]any{
 			meta,
 			cancelLater,
-			subscription(t, "sub_1", "cus_1", "active", pricePro, month), // toggled back
-			subscription(t, "sub_1", "cus_1", "active", pricePro, next),  // renewed
+			subscription(t, "sub_1", "cus_1", "active", priceGold, month), // toggled back
+			subscription(t, "sub_1", "cus_1", "active", priceGold, next),  // renewed
 		} {
 			h.expect(entitlement.OutcomeUnchanged, ev{typ: "customer.subscription.updated", obj: obj})
 		}
-		h.expect(entitlement.OutcomeUnchanged, ev{typ: "invoice.paid", obj: invoice(t, "in_2", "cus_1", "sub_1", pricePro, true, h.created)})
+		h.expect(entitlement.OutcomeUnchanged, ev{typ: "invoice.paid", obj: invoice(t, "in_2", "cus_1", "sub_1", priceGold, true, h.created)})
 
-		keys := h.check("user_1", want{active: 1, plan: entitlement.Pro, limit: 10_000, total: 2})
-		old, err := h.store.Keys().ByID(context.Background(), teamKey.ID)
+		keys := h.check("user_1", want{active: 1, plan: planGold, limit: goldLimit, total: 2})
+		old, err := h.issuer.Keys().ByID(context.Background(), platinumKey.ID)
 		if err != nil || old.Active() {
-			t.Fatalf("the team key after the downgrade: %+v, %v; want revoked", old, err)
+			t.Fatalf("the platinum key after the downgrade: %+v, %v; want revoked", old, err)
 		}
-		if keys[0].ID == teamKey.ID {
-			t.Fatal("the active key is the team key")
+		if keys[0].ID == platinumKey.ID {
+			t.Fatal("the active key is the platinum key")
 		}
 	})
 }
@@ -184,18 +186,18 @@ func TestSeq7Cancellation(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		h := newHarness(t, b, nil)
-		h.bindPro("user_1", "cus_1", "sub_1")
+		h.bindGold("user_1", "cus_1", "sub_1")
 		h.expect(entitlement.OutcomeUnchanged, ev{typ: "customer.subscription.updated",
-			obj: cancelAtPeriodEnd(subscription(t, "sub_1", "cus_1", "active", pricePro, month))})
-		h.check("user_1", want{active: 1, plan: entitlement.Pro, limit: 10_000, total: 1})
+			obj: cancelAtPeriodEnd(subscription(t, "sub_1", "cus_1", "active", priceGold, month))})
+		h.check("user_1", want{active: 1, plan: planGold, limit: goldLimit, total: 1})
 
-		deleted := subscription(t, "sub_1", "cus_1", "canceled", pricePro, month)
+		deleted := subscription(t, "sub_1", "cus_1", "canceled", priceGold, month)
 		deleted["ended_at"], deleted["canceled_at"] = month.end, month.end
 		h.expect(entitlement.OutcomeRevoked, ev{typ: "customer.subscription.deleted", obj: deleted})
 		h.check("user_1", want{active: 0, total: 1})
 
-		h.expect(entitlement.OutcomeIgnored, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", pricePro, month)})
-		h.expect(entitlement.OutcomeIgnored, ev{typ: "invoice.paid", obj: invoice(t, "in_9", "cus_1", "sub_1", pricePro, true, h.created)})
+		h.expect(entitlement.OutcomeIgnored, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", priceGold, month)})
+		h.expect(entitlement.OutcomeIgnored, ev{typ: "invoice.paid", obj: invoice(t, "in_9", "cus_1", "sub_1", priceGold, true, h.created)})
 		h.check("user_1", want{active: 0, total: 1})
 	})
 }
@@ -208,26 +210,26 @@ func TestSeq8Statuses(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		h := newHarness(t, b, nil)
 
-		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_t", "cus_t", "trialing", pricePro, month)})
+		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_t", "cus_t", "trialing", priceGold, month)})
 		h.expect(entitlement.OutcomeGranted, ev{typ: "checkout.session.completed", obj: checkout(t, "cus_t", "sub_t", "user_trial", "no_payment_required")})
-		h.check("user_trial", want{active: 1, plan: entitlement.Pro, limit: 10_000, total: 1})
+		h.check("user_trial", want{active: 1, plan: planGold, limit: goldLimit, total: 1})
 
-		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_i", "cus_i", "incomplete", pricePro, month)})
+		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_i", "cus_i", "incomplete", priceGold, month)})
 		h.expect(entitlement.OutcomeUnchanged, ev{typ: "checkout.session.completed", obj: checkout(t, "cus_i", "sub_i", "user_incomplete", "paid")})
 		h.check("user_incomplete", want{active: 0, total: 0})
 
 		for _, status := range []string{"unpaid", "paused", "incomplete_expired", "canceled", "past_due"} {
 			user, cus, sub := "user_"+status, "cus_"+status, "sub_"+status
-			h.bindPro(user, cus, sub)
-			h.expect(entitlement.OutcomeRevoked, ev{typ: "customer.subscription.updated", obj: subscription(t, sub, cus, status, pricePro, month)})
+			h.bindGold(user, cus, sub)
+			h.expect(entitlement.OutcomeRevoked, ev{typ: "customer.subscription.updated", obj: subscription(t, sub, cus, status, priceGold, month)})
 			h.check(user, want{active: 0, total: 1})
 		}
 
-		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_u", "cus_u", "active", pricePro, month)})
+		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_u", "cus_u", "active", priceGold, month)})
 		h.expect(entitlement.OutcomeIgnored, ev{typ: "checkout.session.completed", obj: checkout(t, "cus_u", "sub_u", "user_async", "unpaid")})
 		h.check("user_async", want{active: 0, total: 0})
 		h.expect(entitlement.OutcomeGranted, ev{typ: "checkout.session.async_payment_succeeded", obj: checkout(t, "cus_u", "sub_u", "user_async", "paid")})
-		h.check("user_async", want{active: 1, plan: entitlement.Pro, limit: 10_000, total: 1})
+		h.check("user_async", want{active: 1, plan: planGold, limit: goldLimit, total: 1})
 	})
 }
 
@@ -236,7 +238,7 @@ func TestSeq9Refusals(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		h := newHarness(t, b, nil)
-		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_1", "cus_1", "active", pricePro, month)})
+		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_1", "cus_1", "active", priceGold, month)})
 		e := ev{typ: "checkout.session.completed", obj: checkout(t, "cus_1", "sub_1", "user_1", "paid")}
 		body := h.build(&e)
 
@@ -253,8 +255,8 @@ func TestSeq9Refusals(t *testing.T) {
 		}
 		for _, r := range refusals {
 			status, detail := h.postRaw(r.body, r.sig)
-			if status != r.status || !strings.Contains(detail, "Invalid Stripe-Signature") {
-				t.Fatalf("%s: %d %s, want %d Invalid Stripe-Signature", r.name, status, detail, r.status)
+			if status != r.status || !strings.Contains(detail, problem.Detail(problem.BadSignature)) {
+				t.Fatalf("%s: %d %s, want %d %q", r.name, status, detail, r.status, problem.Detail(problem.BadSignature))
 			}
 			if strings.Contains(detail, h.secret) {
 				t.Fatalf("%s: the answer carries the secret", r.name)
@@ -272,11 +274,18 @@ func TestSeq9Refusals(t *testing.T) {
 			t.Fatalf("no log line tells the operator to pin the API version:\n%s", logs)
 		}
 
-		big := ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", pricePro, month)}
+		big := ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", priceGold, month)}
 		big.obj["metadata"] = map[string]any{"padding": strings.Repeat("x", entitlement.MaxWebhookBody)}
 		bigBody := h.build(&big)
-		if status, _ := h.postRaw(bigBody, sign(bigBody, h.secret, time.Now())); status != http.StatusRequestEntityTooLarge {
-			t.Fatalf("a body over 1 MiB: %d, want 413", status)
+		if status, detail := h.postRaw(bigBody, sign(bigBody, h.secret, time.Now())); status != http.StatusRequestEntityTooLarge ||
+			!strings.Contains(detail, problem.Detail(problem.WebhookTooLarge)) {
+			t.Fatalf("a body over 1 MiB: %d %s, want 413", status, detail)
+		}
+		bad := ev{typ: "customer.subscription.updated", obj: map[string]any{"id": 42, "object": "subscription"}}
+		badBody := h.build(&bad)
+		if status, detail := h.postRaw(badBody, sign(badBody, h.secret, time.Now())); status != http.StatusBadRequest ||
+			!strings.Contains(detail, problem.Detail(problem.MalformedEvent)) {
+			t.Fatalf("an object that does not decode: %d %s, want 400 %q", status, detail, problem.Detail(problem.MalformedEvent))
 		}
 
 		// Live events reach a test-mode endpoint only by mistake; Connect events are
@@ -291,7 +300,7 @@ func TestSeq9Refusals(t *testing.T) {
 		if status != http.StatusOK || outcome != entitlement.OutcomeGranted {
 			t.Fatalf("the refused event, signed properly: %d %s, want granted", status, outcome)
 		}
-		h.check("user_1", want{active: 1, plan: entitlement.Pro, limit: 10_000, total: 1})
+		h.check("user_1", want{active: 1, plan: planGold, limit: goldLimit, total: 1})
 
 		// An unknown price grants nothing, warns and counts.
 		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_2", "cus_2", "active", priceUnknown, month)})
@@ -300,7 +309,8 @@ func TestSeq9Refusals(t *testing.T) {
 		if h.observedCount("customer.subscription.created", entitlement.OutcomeUnknownPrice) != 1 || !strings.Contains(h.logs.String(), priceUnknown) {
 			t.Fatal("an unknown price was neither counted nor logged")
 		}
-		if h.observedCount("unverified", entitlement.OutcomeRejected) != 5 || h.observedCount("checkout.session.completed", entitlement.OutcomeRejected) != 1 {
+		if h.observedCount("unverified", entitlement.OutcomeRejected) != 5 || h.observedCount("checkout.session.completed", entitlement.OutcomeRejected) != 1 ||
+			h.observedCount("customer.subscription.updated", entitlement.OutcomeRejected) != 1 {
 			t.Fatalf("rejections observed: %v", h.observed)
 		}
 		if strings.Contains(h.logs.String(), h.secret) {
@@ -319,12 +329,12 @@ func TestSeq10SealedKey(t *testing.T) {
 		if _, err := h.svc.Reveal(ctx, "user_1"); !errors.Is(err, entitlement.ErrNothingToReveal) {
 			t.Fatalf("Reveal before any grant: %v, want ErrNothingToReveal", err)
 		}
-		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_1", "cus_1", "active", priceTeam, month)})
+		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_1", "cus_1", "active", pricePlatinum, month)})
 		h.expect(entitlement.OutcomeGranted, ev{typ: "checkout.session.completed", obj: checkout(t, "cus_1", "sub_1", "user_1", "paid")})
-		teamKey := h.check("user_1", want{active: 1, plan: entitlement.Team, limit: 100_000, total: 1})[0]
+		platinumKey := h.check("user_1", want{active: 1, plan: planPlatinum, limit: platinumLimit, total: 1})[0]
 		// Before it is revealed, the plan changes: the new key replaces the sealed one.
-		h.expect(entitlement.OutcomeGranted, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", pricePro, month)})
-		proKey := h.check("user_1", want{active: 1, plan: entitlement.Pro, limit: 10_000, total: 2})[0]
+		h.expect(entitlement.OutcomeGranted, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", priceGold, month)})
+		goldKey := h.check("user_1", want{active: 1, plan: planGold, limit: goldLimit, total: 2})[0]
 
 		if ok, err := h.svc.Pending(ctx, "user_1"); err != nil || !ok {
 			t.Fatalf("Pending = %v, %v; want true", ok, err)
@@ -357,8 +367,8 @@ func TestSeq10SealedKey(t *testing.T) {
 		if raw == "" {
 			t.Fatalf("neither concurrent Reveal got the key: %v, %v", errs[0], errs[1])
 		}
-		if apikey.Hash(raw) != proKey.Hash || apikey.Hash(raw) == teamKey.Hash {
-			t.Fatal("the revealed key is not the active pro key")
+		if apikey.Hash(raw) != goldKey.Hash || apikey.Hash(raw) == platinumKey.Hash {
+			t.Fatal("the revealed key is not the active gold key")
 		}
 		if _, err := h.svc.Reveal(ctx, "user_1"); !errors.Is(err, entitlement.ErrNothingToReveal) {
 			t.Fatalf("Reveal after reveal: %v, want ErrNothingToReveal", err)
@@ -371,12 +381,12 @@ func TestSeq10SealedKey(t *testing.T) {
 		}
 
 		// A key rotated away before it is revealed is not shown.
-		h.expect(entitlement.OutcomeGranted, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", priceTeam, month)})
-		raw2, k2, err := apikey.New("user_1", "", 0, time.Now())
+		h.expect(entitlement.OutcomeGranted, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", pricePlatinum, month)})
+		raw2, k2, err := apikey.New(keystest.Prefix, "user_1", "", time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := h.store.Keys().Rotate(ctx, "user_1", &k2, time.Now()); err != nil {
+		if _, err := h.issuer.Keys().Rotate(ctx, "user_1", &k2, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := h.svc.Reveal(ctx, "user_1"); !errors.Is(err, entitlement.ErrNothingToReveal) {
@@ -395,12 +405,12 @@ func assertNotStored(t *testing.T, h *harness, raws ...string) {
 	t.Helper()
 	tables := []string{"api_keys", "entitlement_events", "entitlement_customers", "entitlement_subscriptions", "entitlement_grants", "entitlement_sealed_keys", "entitlement_lock"}
 	// Leave a sealed key in the database while it is scanned.
-	h.expect(entitlement.OutcomeGranted, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", pricePro, month)})
+	h.expect(entitlement.OutcomeGranted, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", priceGold, month)})
 	raw, err := h.svc.Reveal(context.Background(), "user_1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.expect(entitlement.OutcomeGranted, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", priceTeam, month)})
+	h.expect(entitlement.OutcomeGranted, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", pricePlatinum, month)})
 	if ok, _ := h.svc.Pending(context.Background(), "user_1"); !ok {
 		t.Fatal("no sealed key to scan for")
 	}
@@ -423,7 +433,7 @@ func assertNotStored(t *testing.T, h *harness, raws ...string) {
 					s = string(b)
 				}
 				for _, raw := range raws {
-					secret := strings.TrimPrefix(raw, apikey.Prefix)
+					secret := strings.TrimPrefix(raw, keystest.Prefix)
 					if strings.Contains(s, secret) {
 						t.Fatalf("table %s stores a raw key in clear", table)
 					}

@@ -1,5 +1,11 @@
 // Package memstore is an in-memory entitlement.Store for tests, examples and
 // single-process servers that can lose their state on restart.
+//
+// Its transactions undo their own writes when they fail, but not the writes of
+// other stores made with the context Update hands over (memory key and quota
+// stores cannot roll back). The Service converges anyway: a retried event finds
+// its plan not yet applied and issues the key again, replacing the one a failed
+// attempt left.
 package memstore
 
 import (
@@ -9,20 +15,16 @@ import (
 	"sync"
 	"time"
 
-	"github.com/releaseradar/tollgate/apikey"
 	"github.com/releaseradar/tollgate/entitlement"
 )
 
 var _ entitlement.Store = (*Store)(nil)
 
 // Store keeps the entitlement state in maps behind one mutex, which every Update
-// holds from start to end, so updates run one at a time. The API keys live in the
-// apikey.Store given to New. A failed Update undoes its own writes but not the key
-// store's: keys it revoked or created stay so. The Service converges anyway, since
-// the retried event finds the plan not yet applied and issues the key again.
+// holds from start to end, so updates run one at a time (an Update must not call
+// Update on the same store). A failed Update undoes its own writes. It is safe for
+// concurrent use; the zero Store is not usable, call New.
 type Store struct {
-	keys apikey.Store
-
 	mu            sync.Mutex
 	events        map[string]entitlement.Event
 	customers     map[string]entitlement.Customer
@@ -31,11 +33,9 @@ type Store struct {
 	sealed        map[string]entitlement.SealedKey
 }
 
-// New returns an empty store whose transactions write keys to keys (an apikey
-// memstore, typically).
-func New(keys apikey.Store) *Store {
+// New returns an empty store.
+func New() *Store {
 	return &Store{
-		keys:          keys,
 		events:        make(map[string]entitlement.Event),
 		customers:     make(map[string]entitlement.Customer),
 		subscriptions: make(map[string]entitlement.Subscription),
@@ -44,25 +44,33 @@ func New(keys apikey.Store) *Store {
 	}
 }
 
-// Keys implements entitlement.Store.
-func (s *Store) Keys() apikey.Store { return s.keys }
-
-// Update implements entitlement.Store.
-func (s *Store) Update(ctx context.Context, fn func(tx entitlement.Tx) error) error {
+// Update implements entitlement.Store. fn's context is ctx itself: there is no
+// transaction for other stores to join. A ctx canceled before fn returns fails the
+// Update, which then undoes fn's writes, as a SQL store's would be.
+func (s *Store) Update(ctx context.Context, fn func(ctx context.Context, tx entitlement.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tx := &tx{s: s}
-	err := fn(tx)
-	tx.done = true
-	if err != nil {
-		for i := len(tx.undo) - 1; i >= 0; i-- {
-			tx.undo[i]()
+	committed := false
+	defer func() {
+		tx.done = true
+		if !committed {
+			for i := len(tx.undo) - 1; i >= 0; i-- {
+				tx.undo[i]()
+			}
 		}
+	}()
+	if err := fn(ctx, tx); err != nil {
+		return err
 	}
-	return err
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	committed = true
+	return nil
 }
 
 // HasSealed implements entitlement.Store.
@@ -121,8 +129,6 @@ func (t *tx) check() {
 		panic("entitlement/memstore: Tx used after its Update returned")
 	}
 }
-
-func (t *tx) Keys() apikey.Store { return t.s.keys }
 
 func (t *tx) MarkProcessed(ctx context.Context, e entitlement.Event) (bool, error) {
 	t.check()

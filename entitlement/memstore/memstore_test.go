@@ -3,7 +3,6 @@ package memstore_test
 import (
 	"testing"
 
-	apimem "github.com/releaseradar/tollgate/apikey/memstore"
 	"github.com/releaseradar/tollgate/entitlement"
 	"github.com/releaseradar/tollgate/entitlement/memstore"
 	"github.com/releaseradar/tollgate/entitlement/storetest"
@@ -11,5 +10,5 @@ import (
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T) entitlement.Store { return memstore.New(apimem.New()) })
+	storetest.Run(t, func(t *testing.T) entitlement.Store { return memstore.New() })
 }

@@ -1,13 +1,19 @@
 // Package sqlstore is an entitlement.Store in a PostgreSQL (lib/pq) or SQLite
-// (modernc.org/sqlite) database, through sqlx, next to apikey/sqlstore's api_keys
-// table so that one transaction covers an event, the state it changes and the keys
-// it issues or revokes.
+// (modernc.org/sqlite) database, through sqlx.
+//
+// Store.Update runs in a transaction that travels in the context it hands its
+// function: the application's key and quota stores on the same *sqlx.DB
+// (apikey/sqlstore, quota/sqlstore) join it when called with that context, so an
+// event, the state it changes and the keys it issues or revokes commit or roll
+// back together. The store's tables are its own (entitlement_*); Bootstrap creates
+// only those, and each store prepares its own schema.
 //
 // The package imports no driver: open the database with the driver of your choice
-// and pass the handle to New. For SQLite (modernc.org/sqlite) use WAL, a busy timeout
-// and immediate write transactions, as in
-//
-//	file:app.db?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_txlock=immediate
+// and pass the handle to New, which bounds an unbounded pool (16 connections on
+// PostgreSQL, 4 on SQLite: one writer at a time, readers beside it) unless the
+// application set its own. For SQLite (modernc.org/sqlite, driver "sqlite") open
+// the DSN that tollgate.SQLiteDSN returns: WAL, a busy timeout, synchronous=NORMAL
+// and immediate write transactions.
 package sqlstore
 
 import (
@@ -20,18 +26,16 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/releaseradar/tollgate/apikey"
-	apikeysql "github.com/releaseradar/tollgate/apikey/sqlstore"
 	"github.com/releaseradar/tollgate/entitlement"
 	"github.com/releaseradar/tollgate/internal/sqldb"
 )
 
 var _ entitlement.Store = (*Store)(nil)
 
-// Tables are the tables the store keeps, for sqldb.Bootstrap. entitlement_lock holds
-// one row that every Update locks first: it orders updates on PostgreSQL (a row
-// lock) and takes SQLite's write lock before the transaction reads anything.
-var Tables = []sqldb.Table{
+// tables are the tables the store keeps. entitlement_lock holds one row that every
+// Update locks first: it orders updates on PostgreSQL (a row lock) and takes
+// SQLite's write lock before the transaction reads anything.
+var tables = []sqldb.Table{
 	{
 		Name:   "entitlement_lock",
 		Create: `CREATE TABLE IF NOT EXISTS entitlement_lock (id INTEGER PRIMARY KEY, n INTEGER NOT NULL DEFAULT 0)`,
@@ -95,11 +99,10 @@ var Tables = []sqldb.Table{
 }
 
 // Store keeps entitlement state in SQL tables. It is safe for concurrent use, also
-// from several processes on one database.
+// from several processes on one database. Make it with New.
 type Store struct {
-	db   *sqlx.DB
-	keys *apikeysql.Store
-	q    queries
+	db *sqlx.DB
+	q  queries
 }
 
 type queries struct {
@@ -110,10 +113,12 @@ type queries struct {
 	putSealed, takeSealed, hasSealed               string
 }
 
-// New returns a store on db. Call Bootstrap once at start-up.
+// New returns a store on db and bounds db's pool if the application left it
+// unbounded. Call Bootstrap once at start-up.
 func New(db *sqlx.DB) *Store {
+	sqldb.Tune(db)
 	r := db.Rebind
-	return &Store{db: db, keys: apikeysql.New(db), q: queries{
+	return &Store{db: db, q: queries{
 		lock:            `UPDATE entitlement_lock SET n = n + 1 WHERE id = 1`,
 		markEvent:       r(`INSERT INTO entitlement_events (event_id, event_type, created_at, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`),
 		prune:           r(`DELETE FROM entitlement_events WHERE received_at < ?`),
@@ -137,53 +142,52 @@ func New(db *sqlx.DB) *Store {
 	}}
 }
 
-// Bootstrap creates the store's tables, and the api_keys table its transactions
-// write keys to, if they are missing. It is idempotent.
+// Bootstrap creates the store's tables (entitlement_lock, entitlement_events,
+// entitlement_customers, entitlement_subscriptions, entitlement_grants,
+// entitlement_sealed_keys) if they are missing, and nothing else. It is idempotent
+// and safe to run from several processes at once.
 func (s *Store) Bootstrap(ctx context.Context) error {
-	tables := append([]sqldb.Table{sqldb.KeysTable}, Tables...)
 	if err := sqldb.Bootstrap(ctx, s.db, tables...); err != nil {
 		return fmt.Errorf("entitlement/sqlstore: %w", err)
 	}
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO entitlement_lock (id, n) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`); err != nil {
+	err := sqldb.Write(ctx, s.db, func(q sqldb.Querier) error {
+		_, err := q.ExecContext(ctx, `INSERT INTO entitlement_lock (id, n) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("entitlement/sqlstore: bootstrap: %w", err)
 	}
 	return nil
 }
 
-// Keys implements entitlement.Store: an apikey/sqlstore on the same database.
-func (s *Store) Keys() apikey.Store { return s.keys }
-
-// Update implements entitlement.Store. The transaction first locks the single row
-// of entitlement_lock, so updates run one after another across processes; billing
-// events are rare enough for that. The keys of Tx.Keys are apikey/sqlstore's,
-// bound to the same transaction.
-func (s *Store) Update(ctx context.Context, fn func(tx entitlement.Tx) error) error {
-	sqlTx, err := s.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("entitlement/sqlstore: begin: %w", err)
-	}
-	defer sqlTx.Rollback() //nolint:errcheck // a no-op after Commit
-	res, err := sqlTx.ExecContext(ctx, s.q.lock)
-	if err != nil {
-		return fmt.Errorf("entitlement/sqlstore: lock: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		return fmt.Errorf("entitlement/sqlstore: lock row missing (run Bootstrap): %v", err)
-	}
-	t := &tx{s: s, tx: sqlTx, keys: s.keys.WithTx(sqlTx)}
-	if err := fn(t); err != nil {
-		return err
-	}
-	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("entitlement/sqlstore: commit: %w", err)
-	}
-	return nil
+// Update implements entitlement.Store with sqldb's context-borne transactions: it
+// begins a transaction on the store's database (or joins the one ctx already
+// carries on it), and fn's ctx carries it, so stores on the same *sqlx.DB that
+// join through the context write inside it. The transaction first locks the single
+// row of entitlement_lock, so updates run one after another across processes;
+// billing events are rare enough for that.
+func (s *Store) Update(ctx context.Context, fn func(ctx context.Context, tx entitlement.Tx) error) error {
+	return sqldb.Atomic(ctx, s.db, func(ctx context.Context) error {
+		q := sqldb.Q(ctx, s.db)
+		res, err := q.ExecContext(ctx, s.q.lock)
+		if err != nil {
+			return fmt.Errorf("entitlement/sqlstore: lock: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("entitlement/sqlstore: lock: %w", err)
+		}
+		if n != 1 {
+			return errors.New("entitlement/sqlstore: the lock row is missing (run Bootstrap)")
+		}
+		return fn(ctx, &tx{s: s, q: q})
+	})
 }
 
 // HasSealed implements entitlement.Store.
 func (s *Store) HasSealed(ctx context.Context, userID string) (bool, error) {
 	var n int
-	if err := s.db.GetContext(ctx, &n, s.q.hasSealed, userID); err != nil {
+	if err := sqldb.Q(ctx, s.db).GetContext(ctx, &n, s.q.hasSealed, userID); err != nil {
 		return false, fmt.Errorf("entitlement/sqlstore: has sealed: %w", err)
 	}
 	return n > 0, nil
@@ -191,27 +195,30 @@ func (s *Store) HasSealed(ctx context.Context, userID string) (bool, error) {
 
 // PruneEvents implements entitlement.Store.
 func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, s.q.prune, sqldb.T(before))
-	if err != nil {
-		return 0, fmt.Errorf("entitlement/sqlstore: prune: %w", err)
-	}
-	n, err := res.RowsAffected()
+	var n int64
+	err := sqldb.Write(ctx, s.db, func(q sqldb.Querier) error {
+		res, err := q.ExecContext(ctx, s.q.prune, sqldb.T(before))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("entitlement/sqlstore: prune: %w", err)
 	}
 	return n, nil
 }
 
+// tx runs its statements on the transaction of its Update (q), whatever context
+// its methods are given: the context only cancels them.
 type tx struct {
-	s    *Store
-	tx   *sqlx.Tx
-	keys *apikeysql.Store
+	s *Store
+	q sqldb.Querier
 }
 
-func (t *tx) Keys() apikey.Store { return t.keys }
-
 func (t *tx) MarkProcessed(ctx context.Context, e entitlement.Event) (bool, error) {
-	res, err := t.tx.ExecContext(ctx, t.s.q.markEvent, e.ID, e.Type, sqldb.T(e.Created), sqldb.T(e.ReceivedAt))
+	res, err := t.q.ExecContext(ctx, t.s.q.markEvent, e.ID, e.Type, sqldb.T(e.Created), sqldb.T(e.ReceivedAt))
 	if err != nil {
 		return false, fmt.Errorf("entitlement/sqlstore: mark event: %w", err)
 	}
@@ -233,7 +240,7 @@ func (r customerRow) customer() entitlement.Customer {
 }
 
 func (t *tx) BindCustomer(ctx context.Context, c entitlement.Customer) (entitlement.Customer, error) {
-	if _, err := t.tx.ExecContext(ctx, t.s.q.bind, c.ID, c.UserID, sqldb.T(c.BoundAt)); err != nil {
+	if _, err := t.q.ExecContext(ctx, t.s.q.bind, c.ID, c.UserID, sqldb.T(c.BoundAt)); err != nil {
 		return entitlement.Customer{}, fmt.Errorf("entitlement/sqlstore: bind customer: %w", err)
 	}
 	return t.Customer(ctx, c.ID)
@@ -241,7 +248,7 @@ func (t *tx) BindCustomer(ctx context.Context, c entitlement.Customer) (entitlem
 
 func (t *tx) Customer(ctx context.Context, customerID string) (entitlement.Customer, error) {
 	var r customerRow
-	err := t.tx.GetContext(ctx, &r, t.s.q.customer, customerID)
+	err := t.q.GetContext(ctx, &r, t.s.q.customer, customerID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return entitlement.Customer{}, entitlement.ErrNotFound
 	}
@@ -253,7 +260,7 @@ func (t *tx) Customer(ctx context.Context, customerID string) (entitlement.Custo
 
 func (t *tx) CustomersOf(ctx context.Context, userID string) ([]entitlement.Customer, error) {
 	var rows []customerRow
-	if err := t.tx.SelectContext(ctx, &rows, t.s.q.customersOf, userID); err != nil {
+	if err := t.q.SelectContext(ctx, &rows, t.s.q.customersOf, userID); err != nil {
 		return nil, fmt.Errorf("entitlement/sqlstore: customers of user: %w", err)
 	}
 	out := make([]entitlement.Customer, len(rows))
@@ -296,7 +303,7 @@ func (r subscriptionRow) subscription() entitlement.Subscription {
 
 func (t *tx) Subscription(ctx context.Context, id string) (entitlement.Subscription, error) {
 	var r subscriptionRow
-	err := t.tx.GetContext(ctx, &r, t.s.q.subscription, id)
+	err := t.q.GetContext(ctx, &r, t.s.q.subscription, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return entitlement.Subscription{}, entitlement.ErrNotFound
 	}
@@ -308,7 +315,7 @@ func (t *tx) Subscription(ctx context.Context, id string) (entitlement.Subscript
 
 func (t *tx) SubscriptionsOf(ctx context.Context, customerID string) ([]entitlement.Subscription, error) {
 	var rows []subscriptionRow
-	if err := t.tx.SelectContext(ctx, &rows, t.s.q.subscriptionsOf, customerID); err != nil {
+	if err := t.q.SelectContext(ctx, &rows, t.s.q.subscriptionsOf, customerID); err != nil {
 		return nil, fmt.Errorf("entitlement/sqlstore: subscriptions of customer: %w", err)
 	}
 	out := make([]entitlement.Subscription, len(rows))
@@ -328,7 +335,7 @@ func (t *tx) PutSubscription(ctx context.Context, s entitlement.Subscription) er
 	if s.Deleted {
 		deleted = 1
 	}
-	_, err := t.tx.ExecContext(ctx, t.s.q.putSubscription,
+	_, err := t.q.ExecContext(ctx, t.s.q.putSubscription,
 		s.ID, s.CustomerID, s.Status, strings.Join(s.PriceIDs, ","), deleted, sqldb.T(s.StateAt),
 		s.FailedInvoice, sqldb.T(s.FailedInvoiceAt), sqldb.T(s.FailedAt),
 		s.PaidInvoice, sqldb.T(s.PaidInvoiceAt), sqldb.T(s.UpdatedAt))
@@ -348,7 +355,7 @@ type entitlementRow struct {
 
 func (t *tx) Entitlement(ctx context.Context, userID string) (entitlement.Entitlement, error) {
 	var r entitlementRow
-	err := t.tx.GetContext(ctx, &r, t.s.q.entitlement, userID)
+	err := t.q.GetContext(ctx, &r, t.s.q.entitlement, userID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return entitlement.Entitlement{}, entitlement.ErrNotFound
 	}
@@ -359,7 +366,7 @@ func (t *tx) Entitlement(ctx context.Context, userID string) (entitlement.Entitl
 }
 
 func (t *tx) PutEntitlement(ctx context.Context, e entitlement.Entitlement) error {
-	if _, err := t.tx.ExecContext(ctx, t.s.q.putEntitlement, e.UserID, e.Plan, e.KeyID, e.Source, sqldb.T(e.UpdatedAt)); err != nil {
+	if _, err := t.q.ExecContext(ctx, t.s.q.putEntitlement, e.UserID, e.Plan, e.KeyID, e.Source, sqldb.T(e.UpdatedAt)); err != nil {
 		return fmt.Errorf("entitlement/sqlstore: put entitlement: %w", err)
 	}
 	return nil
@@ -368,7 +375,7 @@ func (t *tx) PutEntitlement(ctx context.Context, e entitlement.Entitlement) erro
 // Sealed keys are stored as standard base64 text, which both databases keep alike.
 
 func (t *tx) PutSealed(ctx context.Context, k entitlement.SealedKey) error {
-	_, err := t.tx.ExecContext(ctx, t.s.q.putSealed, k.UserID, k.KeyID, base64.StdEncoding.EncodeToString(k.Sealed), sqldb.T(k.CreatedAt))
+	_, err := t.q.ExecContext(ctx, t.s.q.putSealed, k.UserID, k.KeyID, base64.StdEncoding.EncodeToString(k.Sealed), sqldb.T(k.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("entitlement/sqlstore: put sealed key: %w", err)
 	}
@@ -382,7 +389,7 @@ func (t *tx) TakeSealed(ctx context.Context, userID string) (entitlement.SealedK
 		Sealed    string     `db:"sealed"`
 		CreatedAt sqldb.Time `db:"created_at"`
 	}
-	err := t.tx.GetContext(ctx, &r, t.s.q.takeSealed, userID)
+	err := t.q.GetContext(ctx, &r, t.s.q.takeSealed, userID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return entitlement.SealedKey{}, entitlement.ErrNotFound
 	}

@@ -1,4 +1,17 @@
 // Package storetest is the conformance suite that every entitlement.Store must pass.
+//
+// A store's test calls Run with a constructor of empty stores:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) entitlement.Store { return memstore.New() })
+//	}
+//
+// The suite checks what the Service relies on: an event ID is recorded once, also
+// under concurrent deliveries; updates are serialized and all-or-nothing; the
+// first customer binding wins; records round-trip in UTC at microsecond
+// precision; a sealed key is taken exactly once; fn's context derives from
+// Update's; a canceled context commits nothing; pruning forgets old events only.
+// Nothing in it skips: a store that cannot pass a case does not meet the contract.
 package storetest
 
 import (
@@ -12,7 +25,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/releaseradar/tollgate/apikey"
 	"github.com/releaseradar/tollgate/entitlement"
 )
 
@@ -23,8 +35,9 @@ var t0 = time.Date(2026, 11, 27, 9, 30, 15, 123456789, time.FixedZone("CET", 360
 // us returns t as every store reports it: UTC, microsecond precision.
 func us(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
-// Run runs the suite. newStore returns an empty, ready store (bootstrapped, for SQL
-// stores); it is called once per subtest, and the subtests run in parallel.
+// Run runs the suite as subtests of t. newStore returns an empty, ready store
+// (bootstrapped, for SQL stores); it is called once per subtest, and the subtests
+// run in parallel, each on its own store.
 func Run(t *testing.T, newStore func(t *testing.T) entitlement.Store) {
 	tests := []struct {
 		name string
@@ -40,7 +53,7 @@ func Run(t *testing.T, newStore func(t *testing.T) entitlement.Store) {
 		{"ConcurrentTakeSealed", testConcurrentTakeSealed},
 		{"FailedUpdateChangesNothing", testRollback},
 		{"UpdatesAreSerialized", testSerialized},
-		{"KeysInsideTransaction", testKeys},
+		{"ContextReachesFn", testContext},
 		{"PruneEvents", testPrune},
 		{"CanceledContext", testCanceled},
 	}
@@ -55,7 +68,7 @@ func Run(t *testing.T, newStore func(t *testing.T) entitlement.Store) {
 var errBoom = errors.New("storetest: boom")
 
 // update runs fn in a transaction and fails the test on an error.
-func update(t *testing.T, s entitlement.Store, fn func(tx entitlement.Tx) error) {
+func update(t *testing.T, s entitlement.Store, fn func(ctx context.Context, tx entitlement.Tx) error) {
 	t.Helper()
 	if err := s.Update(context.Background(), fn); err != nil {
 		t.Fatalf("Update: %v", err)
@@ -63,10 +76,9 @@ func update(t *testing.T, s entitlement.Store, fn func(tx entitlement.Tx) error)
 }
 
 func testMarkProcessed(t *testing.T, s entitlement.Store) {
-	ctx := context.Background()
 	e := entitlement.Event{ID: "evt_1", Type: "invoice.paid", Created: t0, ReceivedAt: t0}
 	for i, want := range []bool{true, false, false} {
-		update(t, s, func(tx entitlement.Tx) error {
+		update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 			first, err := tx.MarkProcessed(ctx, e)
 			if err != nil {
 				return err
@@ -77,7 +89,7 @@ func testMarkProcessed(t *testing.T, s entitlement.Store) {
 			return nil
 		})
 	}
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		first, err := tx.MarkProcessed(ctx, entitlement.Event{ID: "evt_2", Type: "invoice.paid", ReceivedAt: t0})
 		if err == nil && !first {
 			t.Error("another event ID was reported as processed")
@@ -92,7 +104,7 @@ func testConcurrentMark(t *testing.T, s entitlement.Store) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			err := s.Update(context.Background(), func(tx entitlement.Tx) error {
+			err := s.Update(context.Background(), func(ctx context.Context, tx entitlement.Tx) error {
 				first, err := tx.MarkProcessed(context.Background(), entitlement.Event{ID: "evt_same", Type: "x", ReceivedAt: t0})
 				if first {
 					firsts.Add(1)
@@ -111,8 +123,7 @@ func testConcurrentMark(t *testing.T, s entitlement.Store) {
 }
 
 func testBindCustomer(t *testing.T, s entitlement.Store) {
-	ctx := context.Background()
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		if _, err := tx.Customer(ctx, "cus_a"); !errors.Is(err, entitlement.ErrNotFound) {
 			t.Errorf("Customer(unbound) error = %v, want ErrNotFound", err)
 		}
@@ -130,7 +141,7 @@ func testBindCustomer(t *testing.T, s entitlement.Store) {
 		_, err = tx.BindCustomer(ctx, entitlement.Customer{ID: "cus_a", UserID: "user_1", BoundAt: t0})
 		return err
 	})
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		c, err := tx.BindCustomer(ctx, entitlement.Customer{ID: "cus_a", UserID: "user_2", BoundAt: t0.Add(time.Hour)})
 		if err != nil {
 			return err
@@ -160,7 +171,7 @@ func testBindCustomer(t *testing.T, s entitlement.Store) {
 func fullSubscription() entitlement.Subscription {
 	return entitlement.Subscription{
 		ID: "sub_1", CustomerID: "cus_1", Status: "past_due",
-		PriceIDs: []string{"price_pro", "price_addon"}, Deleted: true,
+		PriceIDs: []string{"price_gold", "price_addon"}, Deleted: true,
 		StateAt: t0, FailedInvoice: "in_2", FailedInvoiceAt: t0.Add(time.Minute), FailedAt: t0.Add(2 * time.Minute),
 		PaidInvoice: "in_1", PaidInvoiceAt: t0.Add(-time.Hour), UpdatedAt: t0.Add(3 * time.Minute),
 	}
@@ -179,12 +190,11 @@ func normalised(s entitlement.Subscription) entitlement.Subscription {
 }
 
 func testSubscriptionRoundTrip(t *testing.T, s entitlement.Store) {
-	ctx := context.Background()
 	full := fullSubscription()
 	bare := entitlement.Subscription{ID: "sub_1", CustomerID: "cus_1"}
 	for _, want := range []entitlement.Subscription{full, bare, full} {
-		update(t, s, func(tx entitlement.Tx) error { return tx.PutSubscription(ctx, want) })
-		update(t, s, func(tx entitlement.Tx) error {
+		update(t, s, func(ctx context.Context, tx entitlement.Tx) error { return tx.PutSubscription(ctx, want) })
+		update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 			got, err := tx.Subscription(ctx, "sub_1")
 			if err != nil {
 				return err
@@ -195,7 +205,7 @@ func testSubscriptionRoundTrip(t *testing.T, s entitlement.Store) {
 			return nil
 		})
 	}
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		if _, err := tx.Subscription(ctx, "sub_none"); !errors.Is(err, entitlement.ErrNotFound) {
 			t.Errorf("Subscription(unknown) error = %v, want ErrNotFound", err)
 		}
@@ -204,8 +214,7 @@ func testSubscriptionRoundTrip(t *testing.T, s entitlement.Store) {
 }
 
 func testSubscriptionsOf(t *testing.T, s entitlement.Store) {
-	ctx := context.Background()
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		for _, sub := range []entitlement.Subscription{
 			{ID: "sub_c", CustomerID: "cus_1", Status: "active", PriceIDs: []string{"p1"}},
 			{ID: "sub_a", CustomerID: "cus_1", Status: "trialing"},
@@ -217,7 +226,7 @@ func testSubscriptionsOf(t *testing.T, s entitlement.Store) {
 		}
 		return nil
 	})
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		subs, err := tx.SubscriptionsOf(ctx, "cus_1")
 		if err != nil {
 			return err
@@ -234,17 +243,16 @@ func testSubscriptionsOf(t *testing.T, s entitlement.Store) {
 }
 
 func testEntitlement(t *testing.T, s entitlement.Store) {
-	ctx := context.Background()
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		if _, err := tx.Entitlement(ctx, "user_1"); !errors.Is(err, entitlement.ErrNotFound) {
 			t.Errorf("Entitlement(none) error = %v, want ErrNotFound", err)
 		}
-		return tx.PutEntitlement(ctx, entitlement.Entitlement{UserID: "user_1", Plan: "pro", KeyID: "key_1", Source: entitlement.SourceStripe, UpdatedAt: t0})
+		return tx.PutEntitlement(ctx, entitlement.Entitlement{UserID: "user_1", Plan: "gold", KeyID: "key_1", Source: entitlement.SourceStripe, UpdatedAt: t0})
 	})
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		return tx.PutEntitlement(ctx, entitlement.Entitlement{UserID: "user_1", Plan: "", KeyID: "", Source: entitlement.SourceAdmin, UpdatedAt: t0.Add(time.Hour)})
 	})
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		got, err := tx.Entitlement(ctx, "user_1")
 		want := entitlement.Entitlement{UserID: "user_1", Source: entitlement.SourceAdmin, UpdatedAt: us(t0.Add(time.Hour))}
 		if err != nil || got != want {
@@ -260,7 +268,7 @@ func testSealed(t *testing.T, s entitlement.Store) {
 		t.Fatalf("HasSealed(empty store) = %v, %v", ok, err)
 	}
 	binary := []byte{0, 1, 2, 0xff, 0xfe, '\'', '"', 0}
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		if err := tx.PutSealed(ctx, entitlement.SealedKey{UserID: "user_1", KeyID: "key_old", Sealed: []byte("old"), CreatedAt: t0}); err != nil {
 			return err
 		}
@@ -272,7 +280,7 @@ func testSealed(t *testing.T, s entitlement.Store) {
 	if ok, _ := s.HasSealed(ctx, "user_2"); ok {
 		t.Fatal("HasSealed(user_2) = true for another user's key")
 	}
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		k, err := tx.TakeSealed(ctx, "user_1")
 		if err != nil {
 			return err
@@ -292,7 +300,7 @@ func testSealed(t *testing.T, s entitlement.Store) {
 }
 
 func testConcurrentTakeSealed(t *testing.T, s entitlement.Store) {
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		return tx.PutSealed(context.Background(), entitlement.SealedKey{UserID: "u", KeyID: "k", Sealed: []byte("x"), CreatedAt: t0})
 	})
 	const n = 8
@@ -300,7 +308,7 @@ func testConcurrentTakeSealed(t *testing.T, s entitlement.Store) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			err := s.Update(context.Background(), func(tx entitlement.Tx) error {
+			err := s.Update(context.Background(), func(ctx context.Context, tx entitlement.Tx) error {
 				_, err := tx.TakeSealed(context.Background(), "u")
 				if err == nil {
 					got.Add(1)
@@ -323,10 +331,12 @@ func testConcurrentTakeSealed(t *testing.T, s entitlement.Store) {
 
 func testRollback(t *testing.T, s entitlement.Store) {
 	ctx := context.Background()
-	update(t, s, func(tx entitlement.Tx) error {
-		return tx.PutEntitlement(ctx, entitlement.Entitlement{UserID: "user_1", Plan: "pro", Source: entitlement.SourceStripe, UpdatedAt: t0})
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
+		return tx.PutEntitlement(ctx, entitlement.Entitlement{UserID: "user_1", Plan: "gold", Source: entitlement.SourceStripe, UpdatedAt: t0})
 	})
-	err := s.Update(ctx, func(tx entitlement.Tx) error {
+	// The writes are made with a context that is not fn's: a Tx writes inside its
+	// transaction whatever context it is given.
+	err := s.Update(ctx, func(_ context.Context, tx entitlement.Tx) error {
 		if _, err := tx.MarkProcessed(ctx, entitlement.Event{ID: "evt_rolled_back", Type: "x", ReceivedAt: t0}); err != nil {
 			return err
 		}
@@ -336,7 +346,7 @@ func testRollback(t *testing.T, s entitlement.Store) {
 		if err := tx.PutSubscription(ctx, fullSubscription()); err != nil {
 			return err
 		}
-		if err := tx.PutEntitlement(ctx, entitlement.Entitlement{UserID: "user_1", Plan: "team", UpdatedAt: t0}); err != nil {
+		if err := tx.PutEntitlement(ctx, entitlement.Entitlement{UserID: "user_1", Plan: "platinum", UpdatedAt: t0}); err != nil {
 			return err
 		}
 		if err := tx.PutSealed(ctx, entitlement.SealedKey{UserID: "user_1", KeyID: "k", Sealed: []byte("x"), CreatedAt: t0}); err != nil {
@@ -347,7 +357,7 @@ func testRollback(t *testing.T, s entitlement.Store) {
 	if !errors.Is(err, errBoom) {
 		t.Fatalf("Update returned %v, want fn's error", err)
 	}
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		if first, err := tx.MarkProcessed(ctx, entitlement.Event{ID: "evt_rolled_back", Type: "x", ReceivedAt: t0}); err != nil || !first {
 			t.Errorf("event of a failed update stayed processed (first=%v, err=%v)", first, err)
 		}
@@ -357,8 +367,8 @@ func testRollback(t *testing.T, s entitlement.Store) {
 		if _, err := tx.Subscription(ctx, "sub_1"); !errors.Is(err, entitlement.ErrNotFound) {
 			t.Errorf("subscription of a failed update stayed: %v", err)
 		}
-		if e, err := tx.Entitlement(ctx, "user_1"); err != nil || e.Plan != "pro" {
-			t.Errorf("entitlement after a failed update = %+v, %v; want plan pro", e, err)
+		if e, err := tx.Entitlement(ctx, "user_1"); err != nil || e.Plan != "gold" {
+			t.Errorf("entitlement after a failed update = %+v, %v; want plan gold", e, err)
 		}
 		return nil
 	})
@@ -375,7 +385,7 @@ func testSerialized(t *testing.T, s entitlement.Store) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			err := s.Update(ctx, func(tx entitlement.Tx) error {
+			err := s.Update(ctx, func(ctx context.Context, tx entitlement.Tx) error {
 				e, err := tx.Entitlement(ctx, "counter")
 				if err != nil && !errors.Is(err, entitlement.ErrNotFound) {
 					return err
@@ -390,7 +400,7 @@ func testSerialized(t *testing.T, s entitlement.Store) {
 		})
 	}
 	wg.Wait()
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		e, err := tx.Entitlement(ctx, "counter")
 		if err != nil {
 			return err
@@ -402,34 +412,25 @@ func testSerialized(t *testing.T, s entitlement.Store) {
 	})
 }
 
-func testKeys(t *testing.T, s entitlement.Store) {
-	ctx := context.Background()
-	if s.Keys() == nil {
-		t.Fatal("Keys() is nil")
-	}
-	_, k, err := apikey.New("user_k", "pro", 10, t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	update(t, s, func(tx entitlement.Tx) error {
-		if err := tx.Keys().Create(ctx, &k); err != nil {
-			return err
-		}
-		got, err := tx.Keys().ByID(ctx, k.ID)
-		if err != nil || got.Hash != k.Hash {
-			t.Errorf("key not visible inside its transaction: %+v, %v", got, err)
+// testContext: fn's context is derived from Update's, so its values (a request's
+// trace, say) reach the stores fn calls.
+func testContext(t *testing.T, s entitlement.Store) {
+	type key struct{}
+	ctx := context.WithValue(context.Background(), key{}, "marker")
+	err := s.Update(ctx, func(ctx context.Context, tx entitlement.Tx) error {
+		if got, _ := ctx.Value(key{}).(string); got != "marker" {
+			t.Errorf("fn's context lacks the caller's value (got %q)", got)
 		}
 		return nil
 	})
-	got, err := s.Keys().ByID(ctx, k.ID)
-	if err != nil || !got.Active() || got.UserID != "user_k" {
-		t.Fatalf("key created in a committed transaction: %+v, %v", got, err)
+	if err != nil {
+		t.Fatalf("Update: %v", err)
 	}
 }
 
 func testPrune(t *testing.T, s entitlement.Store) {
 	ctx := context.Background()
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		for i := range 5 {
 			e := entitlement.Event{ID: fmt.Sprintf("evt_%d", i), Type: "x", ReceivedAt: t0.Add(time.Duration(i) * time.Hour)}
 			if _, err := tx.MarkProcessed(ctx, e); err != nil {
@@ -442,7 +443,7 @@ func testPrune(t *testing.T, s entitlement.Store) {
 	if err != nil || n != 2 {
 		t.Fatalf("PruneEvents = %d, %v; want 2 (the events received before the cutoff)", n, err)
 	}
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		for i, want := range []bool{true, true, false, false, false} {
 			first, err := tx.MarkProcessed(ctx, entitlement.Event{ID: fmt.Sprintf("evt_%d", i), Type: "x", ReceivedAt: t0})
 			if err != nil {
@@ -460,7 +461,7 @@ func testCanceled(t *testing.T, s entitlement.Store) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	ran := false
-	err := s.Update(ctx, func(tx entitlement.Tx) error {
+	err := s.Update(ctx, func(ctx context.Context, tx entitlement.Tx) error {
 		ran = true
 		_, err := tx.MarkProcessed(ctx, entitlement.Event{ID: "evt_c", Type: "x", ReceivedAt: t0})
 		return err
@@ -468,7 +469,7 @@ func testCanceled(t *testing.T, s entitlement.Store) {
 	if err == nil {
 		t.Fatalf("Update on a canceled context succeeded (fn ran: %v)", ran)
 	}
-	update(t, s, func(tx entitlement.Tx) error {
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		first, err := tx.MarkProcessed(context.Background(), entitlement.Event{ID: "evt_c", Type: "x", ReceivedAt: t0})
 		if err == nil && !first {
 			t.Error("the canceled update recorded its event")
