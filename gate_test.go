@@ -1,0 +1,633 @@
+package tollgate_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/releaseradar/tollgate"
+	"github.com/releaseradar/tollgate/apikey"
+	akmem "github.com/releaseradar/tollgate/apikey/memstore"
+	"github.com/releaseradar/tollgate/entitlement"
+	"github.com/releaseradar/tollgate/quota"
+	qmem "github.com/releaseradar/tollgate/quota/memstore"
+	"github.com/releaseradar/tollgate/ratelimit"
+	rlmem "github.com/releaseradar/tollgate/ratelimit/memstore"
+)
+
+// testPlans are the plans of these tests: "free" is the anonymous plan.
+func testPlans() entitlement.Catalog {
+	return entitlement.Catalog{
+		"free":   {Name: "free", Rank: 0, Rate: "5-M"},
+		"silver": {Name: "silver", Rank: 1, MonthlyCallLimit: 3, Rate: "100-M"},
+		"gold":   {Name: "gold", Rank: 2, MonthlyCallLimit: 1000, Rate: "4-M"},
+	}
+}
+
+// flakyKeys and flakyQuotas fail every call while down is set.
+type flakyKeys struct {
+	apikey.Store
+	down atomic.Bool
+}
+
+var errDown = errors.New("connection refused (secret dsn=postgres://u:hunter2@db)")
+
+func (f *flakyKeys) ByHash(ctx context.Context, hash string) (apikey.Key, error) {
+	if f.down.Load() {
+		return apikey.Key{}, errDown
+	}
+	return f.Store.ByHash(ctx, hash)
+}
+
+type flakyQuotas struct {
+	quota.Store
+	down     atomic.Bool
+	released atomic.Int64
+}
+
+func (f *flakyQuotas) Reserve(ctx context.Context, id string, n int64, now time.Time) (int64, quota.Usage, error) {
+	if f.down.Load() {
+		return 0, quota.Usage{}, errDown
+	}
+	return f.Store.Reserve(ctx, id, n, now)
+}
+
+func (f *flakyQuotas) Release(ctx context.Context, id string, n int64, start time.Time) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	f.released.Add(n)
+	return f.Store.Release(ctx, id, n, start)
+}
+
+type flakyCounters struct {
+	ratelimit.Store
+	down atomic.Bool
+}
+
+func (f *flakyCounters) Take(ctx context.Context, bucket string, n int64, rate ratelimit.Rate) (ratelimit.Window, error) {
+	if f.down.Load() {
+		return ratelimit.Window{}, errDown
+	}
+	return f.Store.Take(ctx, bucket, n, rate)
+}
+
+type fixture struct {
+	gate     *tollgate.Gate
+	keys     *flakyKeys
+	quotas   *flakyQuotas
+	counters *flakyCounters
+	now      time.Time
+}
+
+func newFixture(t *testing.T, cfg tollgate.Config) *fixture {
+	t.Helper()
+	f := &fixture{
+		keys:     &flakyKeys{Store: akmem.New()},
+		quotas:   &flakyQuotas{Store: qmem.New(qmem.Config{})},
+		counters: &flakyCounters{Store: rlmem.New()},
+		now:      time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC),
+	}
+	if cfg.Now == nil {
+		cfg.Now = func() time.Time { return f.now }
+	}
+	g, err := tollgate.New(tollgate.Stores{Keys: f.keys, Quotas: f.quotas, Counters: f.counters}, testPlans(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.gate = g
+	return f
+}
+
+func (f *fixture) issue(t *testing.T, user, plan string, limit int64) string {
+	t.Helper()
+	raw, _, err := f.gate.Issue(context.Background(), user, plan, limit, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+type answer struct {
+	status int
+	header http.Header
+	detail string
+	body   string
+}
+
+func call(h http.Handler, key string, opts ...func(*http.Request)) answer {
+	r := httptest.NewRequest(http.MethodGet, "/x", nil)
+	r.RemoteAddr = "192.0.2.7:4000"
+	if key != "" {
+		r.Header.Set("x-api-key", key)
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	var p struct{ Detail string }
+	if strings.HasPrefix(w.Header().Get("Content-Type"), "application/problem+json") {
+		_ = json.Unmarshal(w.Body.Bytes(), &p)
+	}
+	return answer{status: w.Code, header: w.Header(), detail: p.Detail, body: w.Body.String()}
+}
+
+var ok = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p, _ := apikey.FromContext(r.Context())
+	fmt.Fprint(w, "served "+p.UserID)
+})
+
+func TestChainOrder(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, tollgate.Config{})
+	silver := f.issue(t, "sam", "silver", 0)
+	gold := f.issue(t, "gus", "gold", 0)
+	silverRoute := f.gate.Require("silver")(ok)
+	goldRoute := f.gate.Require("gold")(ok)
+
+	checks := []struct {
+		name   string
+		h      http.Handler
+		key    string
+		status int
+		detail string
+	}{
+		{"no key", silverRoute, "", 401, "Missing x-api-key"},
+		{"blank key", silverRoute, "   ", 401, "Missing x-api-key"},
+		{"unknown key", silverRoute, "tk_nope", 403, "Invalid or revoked API key"},
+		{"low plan", goldRoute, silver, 402, "Upgrade required for this endpoint"},
+		{"high plan on a lower route", silverRoute, gold, 200, ""},
+	}
+	for _, c := range checks {
+		a := call(c.h, c.key)
+		if a.status != c.status || a.detail != c.detail {
+			t.Errorf("%s: %d %q, want %d %q", c.name, a.status, a.detail, c.status, c.detail)
+		}
+		if a.status >= 400 && a.header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: Content-Type %q", c.name, a.header.Get("Content-Type"))
+		}
+	}
+
+	// silver: 3 calls a month, 100 a minute: the quota refuses the 4th.
+	for i, want := range []string{"2", "1", "0"} {
+		a := call(silverRoute, silver)
+		if a.status != 200 || a.header.Get("X-Quota-Remaining") != want || a.header.Get("X-Quota-Limit") != "3" {
+			t.Fatalf("silver call %d: %d remaining %q", i+1, a.status, a.header.Get("X-Quota-Remaining"))
+		}
+		if got, want := a.header.Get("X-Quota-Reset"), strconv.FormatInt(f.now.Add(quota.DefaultCycle).Unix(), 10); got != want {
+			t.Errorf("X-Quota-Reset %s, want %s", got, want)
+		}
+	}
+	a := call(silverRoute, silver)
+	if a.status != 429 || a.detail != "Monthly API quota exceeded" || a.header.Get("X-Quota-Remaining") != "0" {
+		t.Fatalf("4th silver call: %d %q", a.status, a.detail)
+	}
+	if ra, _ := strconv.Atoi(a.header.Get("Retry-After")); ra != int(quota.DefaultCycle/time.Second) {
+		t.Errorf("quota Retry-After %q, want the seconds to the cycle's end", a.header.Get("Retry-After"))
+	}
+
+	// gold: 4 a minute, and the table above spent one. The 5th call is refused for
+	// bursting and spends no quota.
+	for range 2 {
+		if a := call(goldRoute, gold); a.status != 200 {
+			t.Fatalf("gold: %d %q", a.status, a.detail)
+		}
+	}
+	a = call(goldRoute, gold)
+	if a.header.Get("X-Quota-Remaining") != "996" {
+		t.Fatalf("gold after 4 calls: remaining %q", a.header.Get("X-Quota-Remaining"))
+	}
+	a = call(goldRoute, gold)
+	if a.status != 429 || a.detail != "Rate limit exceeded" || a.header.Get("X-Quota-Remaining") != "" {
+		t.Fatalf("gold burst: %d %q, quota header %q", a.status, a.detail, a.header.Get("X-Quota-Remaining"))
+	}
+	if ra, _ := strconv.Atoi(a.header.Get("Retry-After")); ra < 1 || ra > 60 {
+		t.Errorf("burst Retry-After %q", a.header.Get("Retry-After"))
+	}
+	u, err := f.quotas.Usage(context.Background(), keyOf(t, f, gold).QuotaID, f.now)
+	if err != nil || u.Used != 4 {
+		t.Fatalf("gold usage %+v, %v: want 4 (the refused burst spent nothing)", u, err)
+	}
+}
+
+func keyOf(t *testing.T, f *fixture, raw string) apikey.Key {
+	t.Helper()
+	k, err := f.keys.ByHash(context.Background(), apikey.Hash(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestRateLimitHeaders(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, tollgate.Config{})
+	gold := f.issue(t, "gus", "gold", 0)
+	h := f.gate.Require("gold")(ok)
+	a := call(h, gold)
+	want := map[string]string{
+		"X-RateLimit-Limit":     "4",
+		"X-RateLimit-Remaining": "3",
+		"RateLimit-Policy":      `"gold";q=4;w=60`,
+	}
+	for k, v := range want {
+		if got := a.header.Get(k); got != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+	if rl := a.header.Get("RateLimit"); !strings.HasPrefix(rl, `"gold";r=3;t=`) {
+		t.Errorf("RateLimit = %q", rl)
+	}
+	reset, err := strconv.ParseInt(a.header.Get("X-RateLimit-Reset"), 10, 64)
+	if err != nil || reset < time.Now().Unix() || reset > time.Now().Add(61*time.Second).Unix() {
+		t.Errorf("X-RateLimit-Reset = %q", a.header.Get("X-RateLimit-Reset"))
+	}
+	for _, name := range []string{"X-RateLimit-Limit", "RateLimit", "X-Quota-Limit"} {
+		if n := len(a.header.Values(name)); n != 1 {
+			t.Errorf("%s set %d times", name, n)
+		}
+	}
+}
+
+// A missing or unknown key spends the client address's anonymous budget, so a
+// flood of guesses gets 429 instead of 401/403 once it is spent; other addresses
+// and real keys are unaffected.
+func TestAnonymousBudget(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, tollgate.Config{})
+	silver := f.issue(t, "sam", "silver", 0)
+	h := f.gate.Require("silver")(ok)
+	for i := range 5 {
+		key := ""
+		if i%2 == 1 {
+			key = fmt.Sprintf("tk_guess%d", i)
+		}
+		if a := call(h, key); a.status != 401 && a.status != 403 {
+			t.Fatalf("guess %d: %d", i, a.status)
+		}
+	}
+	a := call(h, "tk_guess-again")
+	if a.status != 429 || a.detail != "Rate limit exceeded" || a.header.Get("RateLimit-Policy") != `"free";q=5;w=60` {
+		t.Fatalf("6th guess: %d %q %q", a.status, a.detail, a.header.Get("RateLimit-Policy"))
+	}
+	other := func(r *http.Request) { r.RemoteAddr = "198.51.100.9:1" }
+	if a := call(h, "tk_guess", other); a.status != 403 {
+		t.Errorf("another address: %d, want 403", a.status)
+	}
+	if a := call(h, silver); a.status != 200 {
+		t.Errorf("a real key from the flooding address: %d, want 200", a.status)
+	}
+}
+
+func TestPublic(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, tollgate.Config{})
+	h := f.gate.Public()(ok)
+	for range 5 {
+		if a := call(h, ""); a.status != 200 || a.header.Get("X-RateLimit-Limit") != "5" {
+			t.Fatalf("public: %d %v", a.status, a.header)
+		}
+	}
+	if a := call(h, ""); a.status != 429 || a.header.Get("Retry-After") == "" {
+		t.Fatalf("6th public call: %d", a.status)
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, tollgate.Config{TrustedProxies: mustPrefixes(t, "10.0.0.0/8")})
+	h := f.gate.Public()(ok)
+	via := func(client string) func(*http.Request) {
+		return func(r *http.Request) {
+			r.RemoteAddr = "10.1.2.3:5000"
+			r.Header.Set("X-Forwarded-For", "203.0.113.1, "+client)
+		}
+	}
+	for range 5 {
+		call(h, "", via("198.51.100.1"))
+	}
+	if a := call(h, "", via("198.51.100.1")); a.status != 429 {
+		t.Errorf("6th call of one client behind the proxy: %d", a.status)
+	}
+	if a := call(h, "", via("198.51.100.2")); a.status != 200 {
+		t.Errorf("another client behind the proxy: %d", a.status)
+	}
+}
+
+// A call counts only when the handler serves it: 4xx and 5xx answers give it back,
+// and the headers say so.
+func TestGiveBack(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, tollgate.Config{})
+	silver := f.issue(t, "sam", "silver", 0)
+	status := func(code int) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(code) })
+	}
+	for _, code := range []int{400, 404, 500} {
+		a := call(f.gate.Require("silver")(status(code)), silver)
+		if a.status != code || a.header.Get("X-Quota-Remaining") != "3" {
+			t.Fatalf("handler %d: %d, remaining %q; want the call given back (3)", code, a.status, a.header.Get("X-Quota-Remaining"))
+		}
+	}
+	for i, want := range []string{"2", "1", "0"} {
+		if a := call(f.gate.Require("silver")(ok), silver); a.status != 200 || a.header.Get("X-Quota-Remaining") != want {
+			t.Fatalf("served call %d: %d %q", i+1, a.status, a.header.Get("X-Quota-Remaining"))
+		}
+	}
+	if got := f.quotas.released.Load(); got != 3 {
+		t.Errorf("%d calls released, want 3", got)
+	}
+
+	// A handler that writes nothing answers 200 and is charged; one that flushes
+	// first is charged before the body.
+	f2 := newFixture(t, tollgate.Config{})
+	key := f2.issue(t, "sam", "silver", 0)
+	silent := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	if a := call(f2.gate.Require("silver")(silent), key); a.status != 200 || a.header.Get("X-Quota-Remaining") != "2" {
+		t.Errorf("silent handler: %d %q", a.status, a.header.Get("X-Quota-Remaining"))
+	}
+	flusher := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := http.NewResponseController(w).Flush(); err != nil {
+			t.Errorf("Flush through the gate: %v", err)
+		}
+		w.WriteHeader(http.StatusInternalServerError) // too late: 200 was sent
+	})
+	if a := call(f2.gate.Require("silver")(flusher), key); a.status != 200 || a.header.Get("X-Quota-Remaining") != "1" {
+		t.Errorf("flushing handler: %d %q", a.status, a.header.Get("X-Quota-Remaining"))
+	}
+
+	// Config.Charge decides what counts.
+	f3 := newFixture(t, tollgate.Config{Charge: func(int) bool { return true }})
+	key = f3.issue(t, "sam", "silver", 0)
+	if a := call(f3.gate.Require("silver")(status(404)), key); a.header.Get("X-Quota-Remaining") != "2" {
+		t.Errorf("Charge always: remaining %q after a 404", a.header.Get("X-Quota-Remaining"))
+	}
+}
+
+// The give-back happens after the answer, even when the client has gone.
+func TestGiveBackOutlivesClient(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, tollgate.Config{})
+	silver := f.issue(t, "sam", "silver", 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	h := f.gate.Require("silver")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cancel()
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	call(h, silver, func(r *http.Request) { *r = *r.WithContext(ctx) })
+	if f.quotas.released.Load() != 1 {
+		t.Fatal("the give-back of a request whose client left was not made")
+	}
+}
+
+// Store failures are 503 with Retry-After and no internals, never 500; the burst
+// limiter fails open unless told otherwise.
+func TestStoreFailures(t *testing.T) {
+	t.Parallel()
+	check := func(t *testing.T, a answer, what string) {
+		t.Helper()
+		if a.status != 503 || a.header.Get("Retry-After") == "" || a.detail == "" {
+			t.Errorf("%s: %d %q Retry-After %q, want 503 with Retry-After", what, a.status, a.detail, a.header.Get("Retry-After"))
+		}
+		if strings.Contains(a.body, "hunter2") || strings.Contains(a.body, "refused") {
+			t.Errorf("%s: the answer leaks the store's error: %s", what, a.body)
+		}
+	}
+	t.Run("keys", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t, tollgate.Config{})
+		key := f.issue(t, "sam", "silver", 0)
+		f.keys.down.Store(true)
+		check(t, call(f.gate.Require("silver")(ok), key), "key store down")
+	})
+	t.Run("quotas", func(t *testing.T) {
+		t.Parallel()
+		var got error
+		f := newFixture(t, tollgate.Config{OnError: func(w http.ResponseWriter, r *http.Request, err error) {
+			got = err
+			tollgate.WriteError(w, r, err)
+		}})
+		key := f.issue(t, "sam", "silver", 0)
+		f.quotas.down.Store(true)
+		check(t, call(f.gate.Require("silver")(ok), key), "quota store down")
+		if !errors.Is(got, tollgate.ErrUnavailable) || !errors.Is(got, errDown) {
+			t.Errorf("OnError got %v, want ErrUnavailable wrapping the store's error", got)
+		}
+	})
+	t.Run("burst fails open", func(t *testing.T) {
+		t.Parallel()
+		var decisions []tollgate.Decision
+		var mu sync.Mutex
+		f := newFixture(t, tollgate.Config{Observe: func(d tollgate.Decision) {
+			mu.Lock()
+			decisions = append(decisions, d)
+			mu.Unlock()
+		}})
+		key := f.issue(t, "sam", "silver", 0)
+		f.counters.down.Store(true)
+		a := call(f.gate.Require("silver")(ok), key)
+		if a.status != 200 || a.header.Get("X-Quota-Remaining") != "2" || a.header.Get("X-RateLimit-Limit") != "100" || a.header.Get("X-RateLimit-Remaining") != "" {
+			t.Errorf("burst store down, fail-open: %d %v", a.status, a.header)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(decisions) != 2 || decisions[0] != (tollgate.Decision{Step: "burst", Bucket: "key", Plan: "silver", Result: "store_error"}) ||
+			decisions[1] != (tollgate.Decision{Step: "quota", Plan: "silver", Result: "allowed"}) {
+			t.Errorf("decisions %+v", decisions)
+		}
+	})
+	t.Run("burst fails closed", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t, tollgate.Config{BurstFailClosed: true})
+		key := f.issue(t, "sam", "silver", 0)
+		f.counters.down.Store(true)
+		check(t, call(f.gate.Require("silver")(ok), key), "burst store down, fail-closed")
+		if u, _ := f.quotas.Usage(context.Background(), keyOf(t, f, key).QuotaID, f.now); u.Used != 0 {
+			t.Errorf("a request refused by the limiter spent quota: %+v", u)
+		}
+	})
+}
+
+func TestRequireUnknownPlanPanics(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, tollgate.Config{})
+	defer func() {
+		if recover() == nil {
+			t.Error("Require of a plan the catalog lacks did not panic")
+		}
+	}()
+	f.gate.Require("platinum")
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	t.Parallel()
+	stores := tollgate.Stores{Keys: akmem.New(), Quotas: qmem.New(qmem.Config{})}
+	bad := []struct {
+		name   string
+		stores tollgate.Stores
+		plans  entitlement.Catalog
+		cfg    tollgate.Config
+	}{
+		{"no stores", tollgate.Stores{}, testPlans(), tollgate.Config{}},
+		{"no plans", stores, nil, tollgate.Config{}},
+		{"bad rate", stores, entitlement.Catalog{"a": {Name: "a", Rate: "ten per minute"}}, tollgate.Config{}},
+		{"unknown anonymous plan", stores, testPlans(), tollgate.Config{AnonymousPlan: "nobody"}},
+	}
+	for _, b := range bad {
+		if _, err := tollgate.New(b.stores, b.plans, b.cfg); err == nil {
+			t.Errorf("%s: New accepted it", b.name)
+		}
+	}
+}
+
+// Issue is one call on every backend: it revokes the user's keys and gives the new
+// key its plan's quota (or the given limit).
+func TestIssueAndRotate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, tollgate.Config{KeyPrefix: "xx_"})
+	first := f.issue(t, "sam", "silver", 0)
+	second := f.issue(t, "sam", "gold", 7)
+	if !strings.HasPrefix(second, "xx_") {
+		t.Errorf("key %q lacks the configured prefix", second[:3])
+	}
+	h := f.gate.Require("silver")(ok)
+	if a := call(h, first); a.status != 403 {
+		t.Errorf("the replaced key: %d, want 403", a.status)
+	}
+	a := call(h, second)
+	if a.status != 200 || a.header.Get("X-Quota-Limit") != "7" {
+		t.Fatalf("the new key: %d limit %q", a.status, a.header.Get("X-Quota-Limit"))
+	}
+
+	raw, next, err := f.gate.Rotate(ctx, "sam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Plan != "gold" || next.QuotaID != keyOf(t, f, second).QuotaID {
+		t.Errorf("rotated key %+v: want plan gold and the old key's quota", next)
+	}
+	if a := call(h, second); a.status != 403 {
+		t.Errorf("the rotated-away key: %d, want 403", a.status)
+	}
+	if a := call(h, raw); a.status != 200 || a.header.Get("X-Quota-Remaining") != "5" {
+		t.Errorf("the rotated key: %d remaining %q, want 200 and 5 (usage kept)", a.status, a.header.Get("X-Quota-Remaining"))
+	}
+	if _, _, err := f.gate.Rotate(ctx, "nobody"); !errors.Is(err, apikey.ErrNoActiveKey) {
+		t.Errorf("Rotate without a key: %v", err)
+	}
+	if n, err := f.gate.RevokeUser(ctx, "sam", "test"); err != nil || n != 1 {
+		t.Errorf("RevokeUser: %d, %v", n, err)
+	}
+	if a := call(h, raw); a.status != 403 {
+		t.Errorf("a revoked key: %d", a.status)
+	}
+	for _, p := range []string{"free", "platinum"} {
+		if _, _, err := f.gate.Issue(ctx, "sam", p, 0, ""); !errors.Is(err, entitlement.ErrUnknownPlan) {
+			t.Errorf("Issue on %s: %v, want ErrUnknownPlan", p, err)
+		}
+	}
+}
+
+// The quota stays exact through the gate: 1,000 racing requests on a limit of
+// 100 serve exactly 100.
+func TestConcurrentExactness(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, tollgate.Config{})
+	plans := testPlans()
+	g, err := tollgate.New(tollgate.Stores{Keys: f.keys, Quotas: f.quotas}, entitlement.Catalog{
+		"free": plans["free"], "bulk": {Name: "bulk", Rank: 1, MonthlyCallLimit: 100, Rate: "100000-M"},
+	}, tollgate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _, err := g.Issue(context.Background(), "bo", "bulk", 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := g.Require("bulk")(ok)
+	var served, refused atomic.Int64
+	var wg sync.WaitGroup
+	for range 1000 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch call(h, raw).status {
+			case 200:
+				served.Add(1)
+			case 429:
+				refused.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if served.Load() != 100 || refused.Load() != 900 {
+		t.Fatalf("%d served, %d refused; want 100 and 900", served.Load(), refused.Load())
+	}
+}
+
+func mustPrefixes(t *testing.T, cidrs ...string) []netip.Prefix {
+	t.Helper()
+	var out []netip.Prefix
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// The gate records when each key was last served, in memory, and writes it in
+// batches: every FlushInterval and on Close. Refused calls and calls given back
+// are no use.
+func TestLastUsed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, tollgate.Config{FlushInterval: time.Hour})
+	silver := f.issue(t, "sam", "silver", 0)
+	gold := f.issue(t, "gus", "gold", 0)
+	call(f.gate.Require("silver")(ok), silver)
+	notFound := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) })
+	call(f.gate.Require("gold")(notFound), gold)
+	if k := keyOf(t, f, silver); !k.LastUsedAt.IsZero() {
+		t.Fatalf("last use written before a flush: %v", k.LastUsedAt)
+	}
+	if err := f.gate.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if k := keyOf(t, f, silver); !k.LastUsedAt.Equal(f.now) {
+		t.Errorf("LastUsedAt after Close = %v, want %v", k.LastUsedAt, f.now)
+	}
+	if k := keyOf(t, f, gold); !k.LastUsedAt.IsZero() {
+		t.Errorf("a call given back counted as a use: %v", k.LastUsedAt)
+	}
+	if err := f.gate.Close(ctx); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+
+	// The background loop writes on its own.
+	f2 := newFixture(t, tollgate.Config{FlushInterval: 10 * time.Millisecond})
+	defer f2.gate.Close(ctx)
+	key := f2.issue(t, "sam", "silver", 0)
+	call(f2.gate.Require("silver")(ok), key)
+	deadline := time.Now().Add(5 * time.Second)
+	for keyOf(t, f2, key).LastUsedAt.IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("the background loop never wrote the key's last use")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
