@@ -8,18 +8,20 @@ import (
 	"io"
 	"log/slog"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/releaseradar/tollgate/apikey"
-	"github.com/releaseradar/tollgate/entitlement"
 )
 
-const adminUsage = `usage:
-  releaseradar admin grant --user ID --plan pro|team [--limit N]
+// adminLines are the admin commands' usage lines; the plans come from the catalog.
+var adminLines = `  releaseradar admin grant --user ID --plan ` + strings.Join(paidPlans(defaultCatalog()), "|") + ` [--limit N]
   releaseradar admin token --user ID [--ttl 24h]
   releaseradar admin revoke --user ID`
+
+var adminUsage = "usage:\n" + adminLines
 
 // adminCommand runs `releaseradar admin …`. Only the result (a raw key or a
 // token) goes to stdout; messages go to stderr.
@@ -39,7 +41,7 @@ func adminCommand(args []string, stdout, stderr io.Writer, getenv func(string) s
 	)
 	switch sub {
 	case "grant":
-		plan = fs.String("plan", "", "plan to grant: pro or team")
+		plan = fs.String("plan", "", "plan to grant: "+strings.Join(paidPlans(defaultCatalog()), " or "))
 		limit = fs.Int64("limit", 0, "monthly call limit (default: the plan's)")
 	case "token":
 		ttl = fs.Duration("ttl", 24*time.Hour, "token lifetime")
@@ -66,8 +68,8 @@ func adminCommand(args []string, stdout, stderr io.Writer, getenv func(string) s
 		return bad("--user is required")
 	case len(*user) > 200:
 		return bad("--user is longer than 200 characters")
-	case plan != nil && *plan != entitlement.Pro && *plan != entitlement.Team:
-		return bad("--plan must be pro or team")
+	case plan != nil && !slices.Contains(paidPlans(defaultCatalog()), *plan):
+		return bad("--plan must be %s", strings.Join(paidPlans(defaultCatalog()), " or "))
 	case limit != nil && *limit <= 0 && flagSet(fs, "limit"):
 		return bad("--limit must be a positive number")
 	case ttl != nil && *ttl <= 0:
@@ -76,13 +78,13 @@ func adminCommand(args []string, stdout, stderr io.Writer, getenv func(string) s
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	cfg, err := loadConfig(getenv, entitlement.DefaultCatalog())
+	cfg, err := loadConfig(getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "releaseradar:", err)
 		return 1
 	}
 	log := newLogger(stderr, cfg.LogFormat)
-	a, err := openApp(ctx, cfg, log)
+	a, err := openApp(ctx, cfg, log, hooks{})
 	if err != nil {
 		fmt.Fprintln(stderr, "releaseradar:", err)
 		return 1
@@ -96,10 +98,10 @@ func adminCommand(args []string, stdout, stderr io.Writer, getenv func(string) s
 			fmt.Fprintln(stderr, "releaseradar admin grant:", err)
 			return 1
 		}
-		k, err := a.keys.ByHash(ctx, apikey.Hash(raw))
-		if err == nil {
+		if k, err := a.keys.ByHash(ctx, apikey.Hash(raw)); err == nil {
+			u, _ := a.quotas.Usage(ctx, k.QuotaID, a.now())
 			fmt.Fprintf(stderr, "granted %s to %s: key %s (%s), %d calls a cycle; earlier keys revoked\n",
-				k.Plan, k.UserID, k.ID, k.Masked(), k.MonthlyCallLimit)
+				k.Plan, k.UserID, k.ID, k.Masked(), u.Limit)
 		}
 		fmt.Fprintln(stdout, raw)
 	case "token":

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/releaseradar/tollgate/entitlement"
 	"github.com/releaseradar/tollgate/internal/testenv"
 )
 
@@ -128,11 +127,11 @@ func TestAdminCommands(t *testing.T) {
 
 func openTestApp(t *testing.T, getenv func(string) string) *app {
 	t.Helper()
-	cfg, err := loadConfig(getenv, entitlement.DefaultCatalog())
+	cfg, err := loadConfig(getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := openApp(t.Context(), cfg, newLogger(&bytes.Buffer{}, "text"))
+	a, err := openApp(t.Context(), cfg, newLogger(&bytes.Buffer{}, "text"), hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/releaseradar/tollgate"
 	aksql "github.com/releaseradar/tollgate/apikey/sqlstore"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/market"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/session"
@@ -18,53 +21,87 @@ import (
 	"github.com/releaseradar/tollgate/internal/sqldb"
 	"github.com/releaseradar/tollgate/quota"
 	qsql "github.com/releaseradar/tollgate/quota/sqlstore"
+	"github.com/releaseradar/tollgate/ratelimit"
 )
 
 // app is what both the server and the admin commands need: the database with its
-// schema in place, the stores, the dashboard token signer and the entitlement
-// service.
+// schema in place, the stores, the gate that issues and checks keys, the dashboard
+// token signer and the entitlement service.
 type app struct {
-	cfg     config
-	log     *slog.Logger
-	db      *sqlx.DB
-	catalog entitlement.Catalog
-	keys    *aksql.Store
-	quotas  *qsql.Store
-	ent     *entitlement.Service
-	signer  *session.Signer
-	now     func() time.Time
-	// observeWebhook counts webhook events; the server sets it before serving.
-	observeWebhook func(eventType, outcome string)
+	cfg    config
+	log    *slog.Logger
+	db     *sqlx.DB
+	keys   *aksql.Store
+	quotas *qsql.Store
+	gate   *tollgate.Gate
+	ent    *entitlement.Service
+	signer *session.Signer
+	now    func() time.Time
 }
 
 // cycle is the quota cycle every key runs on.
 const cycle = quota.DefaultCycle
 
+// keyPrefix starts every ReleaseRadar key, so that leaked keys are recognisable to
+// secret scanners and to people.
+const keyPrefix = "rr_live_"
+
+// hooks are what the server plugs into the gate and the billing service; the
+// admin commands leave them zero.
+type hooks struct {
+	counters       ratelimit.Store // nil: in process
+	onError        func(w http.ResponseWriter, r *http.Request, err error)
+	observe        func(tollgate.Decision)
+	observeWebhook func(eventType, outcome string)
+}
+
 // openApp opens the database, bootstraps every store's schema, loads the data set
 // into an empty database and builds the services. Its errors name the setting
 // they concern.
-func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
+func openApp(ctx context.Context, cfg config, log *slog.Logger, h hooks) (*app, error) {
 	db, err := openDB(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, &settingError{env: "RR_DATABASE_URL", err: err}
 	}
 	a := &app{
-		cfg:     cfg,
-		log:     log,
-		db:      db,
-		catalog: entitlement.DefaultCatalog(),
-		keys:    aksql.New(db),
-		quotas:  qsql.New(db, qsql.Config{Cycle: cycle}),
-		now:     time.Now,
+		cfg: cfg,
+		log: log,
+		db:  db,
+		keys: aksql.New(db, aksql.Config{
+			DefaultPlan: legacyPlan,
+		}),
+		quotas: qsql.New(db, qsql.Config{
+			Cycle:        cycle,
+			DefaultLimit: cfg.Catalog[legacyPlan].MonthlyCallLimit,
+		}),
+		now: time.Now,
 	}
-	if err := a.init(ctx); err != nil {
+	if err := a.init(ctx, h); err != nil {
+		if a.gate != nil {
+			a.gate.Close(ctx)
+		}
 		db.Close()
 		return nil, err
 	}
 	return a, nil
 }
 
-func (a *app) init(ctx context.Context) error {
+func (a *app) init(ctx context.Context, h hooks) error {
+	gate, err := tollgate.New(tollgate.Stores{Keys: a.keys, Quotas: a.quotas, Counters: h.counters}, a.cfg.Catalog, tollgate.Config{
+		KeyPrefix:      keyPrefix,
+		AnonymousPlan:  planPublic,
+		TrustedProxies: a.cfg.TrustedProxies,
+		Cycle:          cycle,
+		Now:            a.clock,
+		OnError:        h.onError,
+		Observe:        h.observe,
+		Logger:         a.log,
+	})
+	if err != nil {
+		return &settingError{env: "RR_PLAN_RATES", err: err}
+	}
+	a.gate = gate
+
 	dbErr := func(what string, err error) error {
 		return &settingError{env: "RR_DATABASE_URL", err: fmt.Errorf("%s: %w", what, err)}
 	}
@@ -73,8 +110,7 @@ func (a *app) init(ctx context.Context) error {
 		what string
 		run  func(context.Context) error
 	}{
-		{"api key schema", a.keys.Bootstrap},
-		{"quota schema", a.quotas.Bootstrap},
+		{"api key and quota schema", a.gate.Bootstrap},
 		{"entitlement schema", ents.Bootstrap},
 		{"settings schema", func(ctx context.Context) error { return sqldb.Bootstrap(ctx, a.db, settingsTable) }},
 		{"market schema", func(ctx context.Context) error { return market.Bootstrap(ctx, a.db) }},
@@ -94,40 +130,32 @@ func (a *app) init(ctx context.Context) error {
 
 	secret := a.cfg.SessionSecret
 	if secret == nil {
-		var err error
 		if secret, err = storedSecret(ctx, a.db, sessionSecretSetting); err != nil {
 			return &settingError{env: "RR_SESSION_SECRET", err: err}
 		}
 	}
-	signer, err := session.New(secret, session.Config{Now: a.clock})
-	if err != nil {
+	if a.signer, err = session.New(secret, session.Config{Now: a.clock}); err != nil {
 		return &settingError{env: "RR_SESSION_SECRET", err: err}
 	}
-	a.signer = signer
 
 	var subs entitlement.SubscriptionReader
 	if a.cfg.StripeAPIKey != "" {
 		subs = entitlement.StripeReader(a.cfg.StripeAPIKey, nil)
 	}
-	ent, err := entitlement.New(ents, entitlement.Config{
-		Catalog:       a.catalog,
-		Prices:        a.cfg.Prices,
+	a.ent, err = entitlement.New(ents, entitlement.Config{
+		Catalog:       a.cfg.Catalog,
+		Keys:          a.gate,
 		WebhookSecret: a.cfg.WebhookSecret,
 		Livemode:      a.cfg.Livemode,
 		SealKey:       sealKey(secret),
 		Subscriptions: subs,
 		Now:           a.clock,
 		Logger:        a.log,
-		Observe: func(eventType, outcome string) {
-			if a.observeWebhook != nil {
-				a.observeWebhook(eventType, outcome)
-			}
-		},
+		Observe:       h.observeWebhook,
 	})
 	if err != nil {
 		return &settingError{env: "RR_STRIPE_WEBHOOK_SECRET", err: err}
 	}
-	a.ent = ent
 	return nil
 }
 
@@ -141,5 +169,10 @@ func sealKey(secret []byte) []byte {
 	return m.Sum(nil)
 }
 
-// Close closes the database.
-func (a *app) Close() error { return a.db.Close() }
+// Close writes what the gate still holds in memory and closes the database.
+func (a *app) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := a.gate.Close(ctx)
+	return errors.Join(err, a.db.Close())
+}

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/releaseradar/tollgate/entitlement"
 	"github.com/releaseradar/tollgate/internal/testenv"
 )
 
@@ -81,7 +80,7 @@ func BenchmarkServer(b *testing.B) {
 			p := newInProcess(b, env, nil)
 			keys := make([]string, benchKeys)
 			for i := range keys {
-				keys[i] = p.grant(b, fmt.Sprintf("bench-user-%d", i), entitlement.Pro, benchLimit)
+				keys[i] = p.grant(b, fmt.Sprintf("bench-user-%d", i), planPro, benchLimit)
 			}
 			b.Run("public_feed", func(b *testing.B) { benchInProcess(b, p.handler, "/events/public") })
 			b.Run("event", func(b *testing.B) { benchInProcess(b, p.handler, benchEvent, keys[0]) })

@@ -38,6 +38,15 @@ func TestAccountPageInBrowser(t *testing.T) {
 		}
 	}
 
+	// The gate writes keys' last use in batches, about once a second.
+	deadline := time.Now().Add(10 * time.Second)
+	for in.keys(aliceToken).Keys[0].LastUsedAt == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the key's last use never reached GET /keys")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	browser := webtest.NewBrowser(t, 4*time.Minute)
 	page := in.base + web.PagePath
 	signIn := func(tab *webtest.Tab, token string) {

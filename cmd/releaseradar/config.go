@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -15,29 +14,38 @@ import (
 	"github.com/releaseradar/tollgate/ratelimit"
 )
 
-// setting is one environment variable of CONTRACT.md and the flag that mirrors it.
+// setting is one environment variable of docs/API.md and the flag that mirrors it.
 type setting struct {
 	env, flag, def, usage string
 }
 
-// settings lists every variable the server reads, in the order of the README table.
-var settings = []setting{
-	{"RR_ADDR", "addr", "127.0.0.1:8501", "API listen address"},
-	{"RR_ADMIN_ADDR", "admin-addr", "127.0.0.1:9464", "listener for /metrics, /healthz and /readyz"},
-	{"RR_DATABASE_URL", "database-url", "sqlite:releaseradar.db", "sqlite:PATH or postgres://…"},
-	{"RR_REDIS_URL", "redis-url", "", "redis://… to share burst-limit counters between replicas"},
-	{"RR_REDIS_PREFIX", "redis-prefix", "rr:rl", "prefix of the Redis keys the burst limiter writes"},
-	{"RR_PLAN_RATES", "plan-rates", "", "burst limits, such as public=30-M,pro=600-M,team=3000-M"},
-	{"RR_CORS_ORIGINS", "cors-origins", "", "comma-separated origins allowed by CORS"},
-	{"RR_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed"},
-	{"RR_STRIPE_WEBHOOK_SECRET", "stripe-webhook-secret", "", "whsec_… that verifies /billing/webhook"},
-	{"RR_STRIPE_PRICE_PRO", "stripe-price-pro", "", "comma-separated Stripe price IDs that grant pro"},
-	{"RR_STRIPE_PRICE_TEAM", "stripe-price-team", "", "comma-separated Stripe price IDs that grant team"},
-	{"RR_STRIPE_API_KEY", "stripe-api-key", "", "lets the server re-read subscriptions from Stripe"},
-	{"RR_STRIPE_LIVEMODE", "stripe-livemode", "false", "true to accept live-mode events instead of test-mode ones"},
-	{"RR_SESSION_SECRET", "session-secret", "", "HMAC secret of dashboard tokens (at least 32 bytes); generated once and kept in the database when unset"},
-	{"RR_LOG_FORMAT", "log-format", "text", "text or json"},
-}
+// settings lists every variable the server reads, in the order of the README
+// table; the plan-specific ones follow the catalog.
+var settings = func() []setting {
+	c := defaultCatalog()
+	list := []setting{
+		{"RR_ADDR", "addr", "127.0.0.1:8501", "API listen address"},
+		{"RR_ADMIN_ADDR", "admin-addr", "127.0.0.1:9464", "listener for /metrics, /healthz and /readyz"},
+		{"RR_DATABASE_URL", "database-url", "sqlite:releaseradar.db", "sqlite:PATH or postgres://…"},
+		{"RR_REDIS_URL", "redis-url", "", "redis://… to share burst-limit counters between replicas"},
+		{"RR_REDIS_PREFIX", "redis-prefix", "rr:rl", "prefix of the Redis keys the burst limiter writes"},
+		{"RR_PLAN_RATES", "plan-rates", "", "burst limits, such as " + ratesExample(c)},
+		{"RR_CORS_ORIGINS", "cors-origins", "", "comma-separated origins allowed by CORS"},
+		{"RR_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed"},
+		{"RR_STRIPE_WEBHOOK_SECRET", "stripe-webhook-secret", "", "whsec_… that verifies /billing/webhook"},
+	}
+	for _, plan := range paidPlans(c) {
+		env := priceSetting(plan)
+		list = append(list, setting{env, strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(env, "RR_"), "_", "-")), "",
+			"comma-separated Stripe price IDs that grant " + plan})
+	}
+	return append(list,
+		setting{"RR_STRIPE_API_KEY", "stripe-api-key", "", "lets the server re-read subscriptions from Stripe"},
+		setting{"RR_STRIPE_LIVEMODE", "stripe-livemode", "false", "true to accept live-mode events instead of test-mode ones"},
+		setting{"RR_SESSION_SECRET", "session-secret", "", "HMAC secret of dashboard tokens (at least 32 bytes); generated once and kept in the database when unset"},
+		setting{"RR_LOG_FORMAT", "log-format", "text", "text or json"},
+	)
+}()
 
 // config is the server's validated configuration.
 type config struct {
@@ -45,17 +53,16 @@ type config struct {
 	DatabaseURL     string
 	RedisURL        string
 	RedisPrefix     string
-	// Rates is every plan's burst rate: the catalog's, overridden by RR_PLAN_RATES.
-	Rates          map[string]string
+	// Catalog is the plans with their burst rates overridden by RR_PLAN_RATES and
+	// their Stripe prices from the RR_STRIPE_PRICE_* settings.
+	Catalog        entitlement.Catalog
 	CORSOrigins    []string
 	TrustedProxies []netip.Prefix
 	WebhookSecret  string
-	// Prices maps Stripe price IDs to plan names.
-	Prices        map[string]string
-	StripeAPIKey  string
-	Livemode      bool
-	SessionSecret []byte // nil: kept in the database
-	LogFormat     string
+	StripeAPIKey   string
+	Livemode       bool
+	SessionSecret  []byte // nil: kept in the database
+	LogFormat      string
 }
 
 // settingError names the variable whose value is wrong.
@@ -69,7 +76,7 @@ func (e *settingError) Unwrap() error { return e.err }
 
 // loadConfig reads every setting through lookup (the environment, overridden by
 // flags) and validates it. The error names the first bad variable.
-func loadConfig(lookup func(env string) string, catalog entitlement.Catalog) (config, error) {
+func loadConfig(lookup func(env string) string) (config, error) {
 	get := func(env string) string {
 		v := strings.TrimSpace(lookup(env))
 		if v == "" {
@@ -109,12 +116,19 @@ func loadConfig(lookup func(env string) string, catalog entitlement.Catalog) (co
 		}
 	}
 
+	c.Catalog = defaultCatalog()
 	overrides, err := ratelimit.ParseRates(get("RR_PLAN_RATES"))
 	if err != nil {
 		return config{}, &settingError{env: "RR_PLAN_RATES", err: err}
 	}
-	c.Rates = catalog.Rates()
-	maps.Copy(c.Rates, overrides)
+	for name, rate := range overrides {
+		p, ok := c.Catalog[name]
+		if !ok {
+			return config{}, bad("RR_PLAN_RATES", "no plan %q; the plans are %s", name, strings.Join(c.Catalog.Names(), ", "))
+		}
+		p.Rate = rate.String()
+		c.Catalog[name] = p
+	}
 
 	for o := range strings.SplitSeq(get("RR_CORS_ORIGINS"), ",") {
 		o = strings.TrimSpace(o)
@@ -150,21 +164,25 @@ func loadConfig(lookup func(env string) string, catalog entitlement.Catalog) (co
 	if c.StripeAPIKey != "" && !strings.HasPrefix(c.StripeAPIKey, "sk_") && !strings.HasPrefix(c.StripeAPIKey, "rk_") {
 		return config{}, bad("RR_STRIPE_API_KEY", "want a secret or restricted key starting with sk_ or rk_")
 	}
-	c.Prices = make(map[string]string)
-	for _, p := range []struct{ env, plan string }{
-		{"RR_STRIPE_PRICE_PRO", entitlement.Pro},
-		{"RR_STRIPE_PRICE_TEAM", entitlement.Team},
-	} {
-		for id := range strings.SplitSeq(get(p.env), ",") {
+	granted := make(map[string]string) // price → plan
+	for _, plan := range paidPlans(c.Catalog) {
+		env := priceSetting(plan)
+		p := c.Catalog[plan]
+		for id := range strings.SplitSeq(get(env), ",") {
 			id = strings.TrimSpace(id)
 			if id == "" {
 				continue
 			}
-			if other, dup := c.Prices[id]; dup && other != p.plan {
-				return config{}, bad(p.env, "price %q already grants %s", id, other)
+			if other, dup := granted[id]; dup && other != plan {
+				return config{}, bad(env, "price %q already grants %s", id, other)
 			}
-			c.Prices[id] = p.plan
+			granted[id] = plan
+			p.Prices = append(p.Prices, id)
 		}
+		c.Catalog[plan] = p
+	}
+	if err := c.Catalog.Validate(); err != nil {
+		return config{}, bad("RR_PLAN_RATES", "%v", err)
 	}
 	switch strings.ToLower(get("RR_STRIPE_LIVEMODE")) {
 	case "true", "1", "yes":

@@ -7,8 +7,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/releaseradar/tollgate/entitlement"
 )
 
 func envOf(kv ...string) func(string) string {
@@ -21,16 +19,15 @@ func envOf(kv ...string) func(string) string {
 
 func TestConfigDefaults(t *testing.T) {
 	t.Parallel()
-	c, err := loadConfig(envOf(), entitlement.DefaultCatalog())
+	c, err := loadConfig(envOf())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Addr != "127.0.0.1:8501" || c.AdminAddr != "127.0.0.1:9464" || c.DatabaseURL != "sqlite:releaseradar.db" {
 		t.Errorf("addresses = %q %q %q", c.Addr, c.AdminAddr, c.DatabaseURL)
 	}
-	want := map[string]string{"public": "30-M", "pro": "600-M", "team": "3000-M"}
-	if !reflect.DeepEqual(c.Rates, want) {
-		t.Errorf("Rates = %v, want %v", c.Rates, want)
+	if !reflect.DeepEqual(c.Catalog, defaultCatalog()) {
+		t.Errorf("Catalog = %v, want the default %v", c.Catalog, defaultCatalog())
 	}
 	if c.RedisURL != "" || len(c.CORSOrigins) != 0 || len(c.TrustedProxies) != 0 || c.SessionSecret != nil || c.LogFormat != "text" || c.Livemode {
 		t.Errorf("unexpected non-default: %+v", c)
@@ -51,12 +48,13 @@ func TestConfigValues(t *testing.T) {
 		"RR_REDIS_URL", "redis://127.0.0.1:6379/0",
 		"RR_LOG_FORMAT", "json",
 		"RR_STRIPE_LIVEMODE", "true",
-	), entitlement.DefaultCatalog())
+	))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Rates["pro"] != "20-M" || c.Rates["team"] != "3000-M" || c.Rates["public"] != "30-M" {
-		t.Errorf("Rates = %v", c.Rates)
+	def := defaultCatalog()
+	if c.Catalog[planPro].Rate != "20-M" || c.Catalog[planTeam].Rate != def[planTeam].Rate || c.Catalog[planPublic].Rate != def[planPublic].Rate {
+		t.Errorf("Catalog = %v", c.Catalog)
 	}
 	if want := []string{"https://app.example.com", "http://localhost:3000"}; !reflect.DeepEqual(c.CORSOrigins, want) {
 		t.Errorf("CORSOrigins = %v, want %v", c.CORSOrigins, want)
@@ -64,8 +62,8 @@ func TestConfigValues(t *testing.T) {
 	if want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32")}; !reflect.DeepEqual(c.TrustedProxies, want) {
 		t.Errorf("TrustedProxies = %v, want %v", c.TrustedProxies, want)
 	}
-	if want := map[string]string{"price_a": "pro", "price_b": "pro", "price_c": "team"}; !reflect.DeepEqual(c.Prices, want) {
-		t.Errorf("Prices = %v, want %v", c.Prices, want)
+	if !reflect.DeepEqual(c.Catalog[planPro].Prices, []string{"price_a", "price_b"}) || !reflect.DeepEqual(c.Catalog[planTeam].Prices, []string{"price_c"}) {
+		t.Errorf("Catalog prices = %v, %v", c.Catalog[planPro].Prices, c.Catalog[planTeam].Prices)
 	}
 	if string(c.SessionSecret) != strings.Repeat("s", 32) || c.LogFormat != "json" || !c.Livemode {
 		t.Errorf("config = %+v", c)
@@ -97,7 +95,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
 			t.Parallel()
-			_, err := loadConfig(envOf(tc.env, tc.value), entitlement.DefaultCatalog())
+			_, err := loadConfig(envOf(tc.env, tc.value))
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -113,7 +111,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 
 func TestConfigPriceInTwoPlans(t *testing.T) {
 	t.Parallel()
-	_, err := loadConfig(envOf("RR_STRIPE_PRICE_PRO", "price_x", "RR_STRIPE_PRICE_TEAM", "price_x"), entitlement.DefaultCatalog())
+	_, err := loadConfig(envOf("RR_STRIPE_PRICE_PRO", "price_x", "RR_STRIPE_PRICE_TEAM", "price_x"))
 	if err == nil || !strings.HasPrefix(err.Error(), "RR_STRIPE_PRICE_TEAM: ") {
 		t.Fatalf("err = %v, want one naming RR_STRIPE_PRICE_TEAM", err)
 	}
@@ -127,7 +125,7 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 	if err := fs.Parse([]string{"-addr", "127.0.0.1:2222"}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := loadConfig(lookup, entitlement.DefaultCatalog())
+	c, err := loadConfig(lookup)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,19 +56,9 @@ func openDB(ctx context.Context, rawURL string) (*sqlx.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t.driver == "sqlite" {
-		// SQLite has one writer at a time. With several connections, writers
-		// meet on the file lock and back off in SQLite's busy handler (sleeps of
-		// up to 100 ms); one connection queues them in Go instead. Measured with
-		// BenchmarkServer/sqlite/event at -cpu 2: 8 connections 3.1–3.5k req/s,
-		// 2 connections 3.2–4.1k, 1 connection 4.9–5.3k. Nothing in the server
-		// uses the handle while it holds a transaction, which one connection
-		// would turn into a deadlock.
-		db.SetMaxOpenConns(1)
-	} else {
-		db.SetMaxOpenConns(32)
-		db.SetMaxIdleConns(16)
-	}
+	// The stores size the pool themselves (sqldb.Tune): a bounded PostgreSQL pool,
+	// and on SQLite one writer at a time with readers beside it.
+	sqldb.Tune(db)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -107,25 +107,6 @@ func TestAcceptancePostgresRedis(t *testing.T) {
 	}
 }
 
-// logBuffer collects every log line of a run: the server's and the admin
-// commands' stderr.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // instance is a running server.
 type instance struct {
 	t     *testing.T
@@ -133,7 +114,7 @@ type instance struct {
 	env   []string
 	base  string // http://127.0.0.1:port
 	admin string
-	log   *logBuffer
+	log   *testenv.Buffer
 	cmd   *exec.Cmd
 	gone  chan struct{} // closed when the process has exited
 	// waitErr is the process's exit error, set before gone closes.
@@ -162,7 +143,7 @@ func start(t *testing.T, bin string, env []string) *instance {
 		"RR_LOG_FORMAT=json",
 	), env...)
 	in := &instance{
-		t: t, bin: bin, env: env, log: &logBuffer{}, gone: make(chan struct{}),
+		t: t, bin: bin, env: env, log: &testenv.Buffer{}, gone: make(chan struct{}),
 		client: &http.Client{Timeout: 30 * time.Second},
 	}
 	in.cmd = exec.Command(bin, "serve")

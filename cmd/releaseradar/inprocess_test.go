@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +15,6 @@ import (
 	"testing"
 
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/market"
-	"github.com/releaseradar/tollgate/entitlement"
 	"github.com/releaseradar/tollgate/internal/problem"
 	"github.com/releaseradar/tollgate/internal/testenv"
 )
@@ -29,7 +29,7 @@ type inProcess struct {
 // defaults) and closes it when tb ends. Its log goes to logTo; nil discards it.
 func newInProcess(tb testing.TB, env map[string]string, logTo io.Writer) *inProcess {
 	tb.Helper()
-	cfg, err := loadConfig(func(k string) string { return env[k] }, entitlement.DefaultCatalog())
+	cfg, err := loadConfig(func(k string) string { return env[k] })
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -37,18 +37,12 @@ func newInProcess(tb testing.TB, env map[string]string, logTo io.Writer) *inProc
 		logTo = io.Discard
 	}
 	log := newLogger(logTo, cfg.LogFormat)
-	ctx := context.Background()
-	a, err := openApp(ctx, cfg, log)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { a.Close() })
-	s, err := newServer(ctx, a, log)
+	s, err := newServer(context.Background(), cfg, log)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(s.close)
-	return &inProcess{app: a, handler: s.handler()}
+	return &inProcess{app: s.app, handler: s.handler()}
 }
 
 // grant issues user a key of plan with a monthly limit (0: the plan's) and returns
@@ -69,13 +63,13 @@ func sqliteEnv(tb testing.TB) map[string]string {
 
 // TestMarketErrorsThroughServer checks that the market's refusals, answered by the
 // server's one error table, are byte for byte what the market's own default
-// writer answers, with the details CONTRACT.md's clients read, and that a market
+// writer answers, with the details docs/API.md promises clients, and that a market
 // failure reaches the server's writer (logged there, answered without its cause).
 func TestMarketErrorsThroughServer(t *testing.T) {
 	t.Parallel()
-	var log logBuffer
+	var log testenv.Buffer
 	p := newInProcess(t, sqliteEnv(t), &log)
-	raw := p.grant(t, "errors-user", entitlement.Team, 0)
+	raw := p.grant(t, "errors-user", planTeam, 0)
 
 	api := market.NewAPI(p.app.db, market.Config{}) // the default writer
 	standalone := http.NewServeMux()
@@ -139,11 +133,11 @@ func TestMarketErrorsThroughServer(t *testing.T) {
 	rec := httptest.NewRecorder()
 	p.handler.ServeHTTP(rec, r)
 	exact := httptest.NewRecorder()
-	problem.Write(exact, http.StatusInternalServerError, "Internal server error")
-	if rec.Code != 500 || !bytes.Equal(rec.Body.Bytes(), exact.Body.Bytes()) {
-		t.Errorf("broken table: %d %s, want a bare 500", rec.Code, rec.Body)
+	problem.WriteError(exact, errors.New("any failed dependency"))
+	if rec.Code != 503 || !bytes.Equal(rec.Body.Bytes(), exact.Body.Bytes()) || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("broken table: %d %s, want a bare 503 with Retry-After", rec.Code, rec.Body)
 	}
-	if l := log.String(); !strings.Contains(l, "msg=\"request failed\"") || strings.Contains(l, "market: request failed") || !strings.Contains(l, "market_companies") {
+	if l := log.String(); !strings.Contains(l, "a dependency is unavailable") || strings.Contains(l, "market: request failed") || !strings.Contains(l, "market_companies") {
 		t.Errorf("the failure was not logged by the server's error writer:\n%s", l)
 	}
 }

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 
+	"github.com/releaseradar/tollgate"
 	"github.com/releaseradar/tollgate/apikey"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/web"
 	"github.com/releaseradar/tollgate/quota"
@@ -26,6 +28,8 @@ type revealer interface {
 // or key ID from the request.
 type dashboard struct {
 	keys   apikey.Store
+	quotas quota.Store
+	gate   *tollgate.Gate
 	reveal revealer
 	verify func(token string) (userID string, err error)
 	fail   func(w http.ResponseWriter, r *http.Request, err error)
@@ -71,16 +75,17 @@ type keyView struct {
 	RevokedAt        *time.Time `json:"revoked_at,omitempty"`
 }
 
-func viewOf(k apikey.Key, cycle time.Duration) keyView {
+// viewOf shows k with the usage of the quota it spends.
+func viewOf(k apikey.Key, u quota.Usage, cycle time.Duration) keyView {
 	v := keyView{
 		ID:               k.ID,
 		Masked:           k.Masked(),
 		Plan:             k.Plan,
 		Status:           string(k.Status),
-		MonthlyCallLimit: k.MonthlyCallLimit,
-		CallsUsed:        k.CallsUsed,
-		CycleStart:       k.CycleStart.UTC(),
-		CycleResetsAt:    quota.CycleEnd(k.CycleStart, cycle).UTC(),
+		MonthlyCallLimit: u.Limit,
+		CallsUsed:        u.Used,
+		CycleStart:       u.CycleStart.UTC(),
+		CycleResetsAt:    quota.CycleEnd(u.CycleStart, cycle).UTC(),
 		CreatedAt:        k.CreatedAt.UTC(),
 	}
 	if !k.LastUsedAt.IsZero() {
@@ -116,8 +121,18 @@ func (d *dashboard) list(w http.ResponseWriter, r *http.Request, user string) {
 		return
 	}
 	resp := keysResponse{UserID: user, Keys: make([]keyView, 0, len(keys)), RevealPending: pending}
+	now := d.now()
+	usage := make(map[string]quota.Usage, len(keys)) // by quota: rotated keys share one
 	for _, k := range keys {
-		resp.Keys = append(resp.Keys, viewOf(k, d.cycle))
+		u, ok := usage[k.QuotaID]
+		if !ok {
+			if u, err = d.quotas.Usage(r.Context(), k.QuotaID, now); err != nil && !errors.Is(err, quota.ErrNotFound) {
+				d.fail(w, r, err)
+				return
+			}
+			usage[k.QuotaID] = u
+		}
+		resp.Keys = append(resp.Keys, viewOf(k, u, d.cycle))
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -131,21 +146,22 @@ type newKeyResponse struct {
 	MonthlyCallLimit int64  `json:"monthly_call_limit"`
 }
 
-// rotate answers POST /keys/rotate: the active key is revoked and a new one with
-// the same plan and limit replaces it in one step; the raw key is answered once.
+// rotate answers POST /keys/rotate: the active key is revoked and a new one on the
+// same plan, spending the same quota, replaces it in one step; the raw key is
+// answered once.
 func (d *dashboard) rotate(w http.ResponseWriter, r *http.Request, user string) {
-	now := d.now()
-	raw, next, err := apikey.New(user, "", 0, now)
+	raw, next, err := d.gate.Rotate(r.Context(), user)
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	if _, err := d.keys.Rotate(r.Context(), user, &next, now); err != nil {
+	u, err := d.quotas.Usage(r.Context(), next.QuotaID, d.now())
+	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, newKeyResponse{
-		Key: raw, ID: next.ID, Masked: next.Masked(), Plan: next.Plan, MonthlyCallLimit: next.MonthlyCallLimit,
+		Key: raw, ID: next.ID, Masked: next.Masked(), Plan: next.Plan, MonthlyCallLimit: u.Limit,
 	})
 }
 
@@ -159,7 +175,10 @@ func (d *dashboard) revealKey(w http.ResponseWriter, r *http.Request, user strin
 	}
 	resp := newKeyResponse{Key: raw, Masked: apikey.Mask(raw[max(len(raw)-4, 0):])}
 	if k, err := d.keys.ByHash(r.Context(), apikey.Hash(raw)); err == nil {
-		resp.ID, resp.Plan, resp.MonthlyCallLimit = k.ID, k.Plan, k.MonthlyCallLimit
+		resp.ID, resp.Plan = k.ID, k.Plan
+		if u, err := d.quotas.Usage(r.Context(), k.QuotaID, d.now()); err == nil {
+			resp.MonthlyCallLimit = u.Limit
+		}
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -169,7 +188,7 @@ func (d *dashboard) revealKey(w http.ResponseWriter, r *http.Request, user strin
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		http.Error(w, "encoding failed", http.StatusInternalServerError)
+		tollgate.WriteError(w, nil, errInternal)
 		return
 	}
 	h := w.Header()

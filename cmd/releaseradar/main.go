@@ -24,11 +24,9 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }
 
-const usage = `usage:
+var usage = `usage:
   releaseradar [serve] [flags]                          run the server (the default)
-  releaseradar admin grant --user ID --plan pro|team [--limit N]
-  releaseradar admin token --user ID [--ttl 24h]
-  releaseradar admin revoke --user ID
+` + adminLines + `
 Run "releaseradar serve -h" for the settings.`
 
 // run executes the command in args and returns the process's exit status: 0, 1

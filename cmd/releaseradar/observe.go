@@ -14,21 +14,32 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/releaseradar/tollgate"
 	"github.com/releaseradar/tollgate/apikey"
 	"github.com/releaseradar/tollgate/internal/problem"
+	"github.com/releaseradar/tollgate/ratelimit"
 )
 
 // observer writes the access log and keeps the HTTP metrics. Labels hold route
 // templates, methods, statuses, plan names and webhook event types from fixed
 // lists: never a raw path, a key or a hash.
 type observer struct {
-	log           *slog.Logger
-	plans         map[string]bool // plan names that may appear as labels
+	log       *slog.Logger
+	plans     map[string]bool // plan names that may appear as labels
+	anonymous string          // the plan of requests without a key on API routes
+	// apiRoutes are the route templates behind the gate, whose keyless requests
+	// spend the anonymous plan's budget.
+	apiRoutes     map[string]bool
 	requests      *prometheus.CounterVec
 	latency       *prometheus.HistogramVec
 	quotaRefused  *prometheus.CounterVec
 	webhookEvents *prometheus.CounterVec
+	// burst holds the gate's burst decision counters, one per bucket kind, plan
+	// and result, created up front so the hot path only looks one up.
+	burst map[burstLabels]prometheus.Counter
 }
+
+type burstLabels struct{ kind, plan, result string }
 
 // webhookTypes are the Stripe event types that get their own label value.
 var webhookTypes = map[string]bool{
@@ -40,10 +51,12 @@ var webhookTypes = map[string]bool{
 	"invoice.payment_failed":        true,
 }
 
-func newObserver(log *slog.Logger, plans []string, reg prometheus.Registerer) *observer {
+func newObserver(log *slog.Logger, plans []string, anonymous string, reg prometheus.Registerer) *observer {
 	o := &observer{
-		log:   log,
-		plans: make(map[string]bool, len(plans)),
+		log:       log,
+		plans:     make(map[string]bool, len(plans)),
+		anonymous: anonymous,
+		apiRoutes: make(map[string]bool),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "releaseradar_http_requests_total",
 			Help: "HTTP requests by route template, method, status and plan.",
@@ -61,14 +74,56 @@ func newObserver(log *slog.Logger, plans []string, reg prometheus.Registerer) *o
 			Name: "releaseradar_webhook_events_total",
 			Help: "Stripe webhook events by type and outcome.",
 		}, []string{"type", "outcome"}),
+		burst: make(map[burstLabels]prometheus.Counter),
 	}
+	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_ratelimit_decisions_total",
+		Help: "Burst limit decisions by bucket kind (key, ip), plan and result (allowed, limited, store_error).",
+	}, []string{"kind", "plan", "result"})
 	for _, p := range plans {
 		o.plans[p] = true
 		o.quotaRefused.WithLabelValues(p)
+		for _, kind := range []string{"key", "ip"} {
+			for _, result := range []string{tollgate.ResultAllowed, tollgate.ResultLimited, tollgate.ResultStoreError} {
+				o.burst[burstLabels{kind, p, result}] = decisions.WithLabelValues(kind, p, result)
+			}
+		}
 	}
-	reg.MustRegister(o.requests, o.latency, o.quotaRefused, o.webhookEvents,
+	reg.MustRegister(o.requests, o.latency, o.quotaRefused, o.webhookEvents, decisions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return o
+}
+
+// decision counts one of the gate's decisions; it is the gate's Config.Observe.
+func (o *observer) decision(d tollgate.Decision) {
+	switch d.Step {
+	case tollgate.StepBurst:
+		if c := o.burst[burstLabels{d.Bucket, d.Plan, d.Result}]; c != nil {
+			c.Inc()
+		}
+	case tollgate.StepQuota:
+		if d.Result == tollgate.ResultExceeded {
+			o.quotaRefused.WithLabelValues(o.planLabel(d.Plan)).Inc()
+		}
+	}
+}
+
+// limiterMetrics exports the burst limiter's own counters.
+func limiterMetrics(l *ratelimit.Limiter) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_ratelimit_store_errors_total",
+			Help: "Burst counter store errors (the request then went on uncounted: the limiter fails open).",
+		}, func() float64 { return float64(l.Stats().StoreErrors) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_ratelimit_local_denials_total",
+			Help: "Requests refused from the local deny cache without asking the store.",
+		}, func() float64 { return float64(l.Stats().LocalDenials) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tollgate_ratelimit_deny_cache_entries",
+			Help: "Exhausted buckets held in the local deny cache.",
+		}, func() float64 { return float64(l.Stats().DenyCacheEntries) }),
+	}
 }
 
 // planLabel keeps label values to known plans: "none" before authentication,
@@ -92,42 +147,26 @@ func (o *observer) webhookEvent(eventType, outcome string) {
 	o.webhookEvents.WithLabelValues(eventType, outcome).Inc()
 }
 
-// quotaRefusal counts a request refused for its monthly quota.
-func (o *observer) quotaRefusal(plan string) { o.quotaRefused.WithLabelValues(o.planLabel(plan)).Inc() }
+// routeNote is where the router records the matched route's template for the
+// access log and the metrics, which wrap the router. Identity is not kept here:
+// it is read with apikey.FromContext.
+type routeNote struct{ route string }
 
-// reqInfo collects what inner handlers learn about a request for the access log.
-type reqInfo struct {
-	route   string // mux path template
-	plan    string
-	keyHash string // the key's hash; only its first 8 characters are logged
-}
-
-type infoKey struct{}
-
-func infoFrom(ctx context.Context) *reqInfo {
-	ri, _ := ctx.Value(infoKey{}).(*reqInfo)
-	return ri
-}
-
-// setPlan records an anonymous caller's plan.
-func setPlan(r *http.Request, plan string) {
-	if ri := infoFrom(r.Context()); ri != nil {
-		ri.plan = plan
-	}
-}
+type routeKey struct{}
 
 // Handle wraps the whole server: it times each request, writes one access log
 // line and counts it.
 func (o *observer) Handle(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ri := &reqInfo{}
+		note := &routeNote{}
+		ctx := context.WithValue(apikey.Capture(r.Context()), routeKey{}, note)
 		rec := &statusRecorder{ResponseWriter: w}
-		o.serve(next, rec, r.WithContext(context.WithValue(r.Context(), infoKey{}, ri)))
+		o.serve(next, rec, r.WithContext(ctx))
 		elapsed := time.Since(start)
 		status := rec.code()
 
-		route := ri.route
+		route := note.route
 		if route == "" {
 			route = "unmatched"
 			if r.Method == http.MethodOptions {
@@ -140,14 +179,17 @@ func (o *observer) Handle(next http.Handler) http.Handler {
 		default:
 			method = "other"
 		}
-		o.requests.WithLabelValues(route, method, statusLabel(status), o.planLabel(ri.plan)).Inc()
-		o.latency.WithLabelValues(route, method).Observe(elapsed.Seconds())
-
-		key := "-"
-		if len(ri.keyHash) >= 8 {
-			key = ri.keyHash[:8]
+		plan, key := "", "-"
+		if p, ok := apikey.FromContext(ctx); ok {
+			plan = p.Plan
+			if len(p.Hash) >= 8 {
+				key = p.Hash[:8]
+			}
+		} else if o.apiRoutes[route] {
+			plan = o.anonymous
 		}
-		plan := ri.plan
+		o.requests.WithLabelValues(route, method, statusLabel(status), o.planLabel(plan)).Inc()
+		o.latency.WithLabelValues(route, method).Observe(elapsed.Seconds())
 		if plan == "" {
 			plan = "-"
 		}
@@ -179,7 +221,7 @@ func (o *observer) serve(next http.Handler, w *statusRecorder, r *http.Request) 
 			slog.String("panic", fmt.Sprint(v)),
 			slog.String("stack", string(debug.Stack())))
 		if w.status == 0 {
-			problem.Write(w, http.StatusInternalServerError, "Internal server error")
+			problem.WriteError(w, errInternal)
 		}
 	}()
 	next.ServeHTTP(w, r)
@@ -197,12 +239,12 @@ func statusLabel(code int) string {
 // client that put its key in the URL) is cut to its prefix, and very long paths
 // are shortened.
 func logPath(p string) string {
-	if i := strings.Index(p, apikey.Prefix); i >= 0 {
+	if i := strings.Index(p, keyPrefix); i >= 0 {
 		end := strings.IndexByte(p[i:], '/')
 		if end < 0 {
 			end = len(p) - i
 		}
-		p = p[:i] + apikey.Prefix + "[redacted]" + p[i+end:]
+		p = p[:i] + keyPrefix + "[redacted]" + p[i+end:]
 	}
 	const maxLen = 256
 	if len(p) > maxLen {
@@ -214,33 +256,15 @@ func logPath(p string) string {
 // noteRoute records the matched route's template; it runs as mux middleware.
 func noteRoute(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if ri := infoFrom(r.Context()); ri != nil {
+		if note, ok := r.Context().Value(routeKey{}).(*routeNote); ok {
 			if route := mux.CurrentRoute(r); route != nil {
 				if tmpl, err := route.GetPathTemplate(); err == nil {
-					ri.route = tmpl
+					note.route = tmpl
 				}
 			}
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// notePrincipal records the authenticated key's plan and hash; it runs right
-// after authentication.
-func notePrincipal(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		noteKey(r)
-		next.ServeHTTP(w, r)
-	})
-}
-
-// noteKey records the plan and hash of the key in r's context, if any.
-func noteKey(r *http.Request) {
-	if p, ok := apikey.FromContext(r.Context()); ok {
-		if ri := infoFrom(r.Context()); ri != nil {
-			ri.plan, ri.keyHash = p.Plan, p.Hash
-		}
-	}
 }
 
 // statusRecorder remembers the status a handler wrote.

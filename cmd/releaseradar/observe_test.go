@@ -16,23 +16,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/releaseradar/tollgate"
 	"github.com/releaseradar/tollgate/apikey"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/market"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/session"
-	"github.com/releaseradar/tollgate/entitlement"
-	"github.com/releaseradar/tollgate/quota"
-	"github.com/releaseradar/tollgate/ratelimit"
 )
 
 func newTestObserver(t *testing.T, format string) (*observer, *bytes.Buffer) {
 	t.Helper()
 	var buf bytes.Buffer
-	return newObserver(newLogger(&buf, format), entitlement.DefaultCatalog().Names(), prometheus.NewRegistry()), &buf
+	return newObserver(newLogger(&buf, format), defaultCatalog().Names(), planPublic, prometheus.NewRegistry()), &buf
 }
 
 func TestAccessLogLine(t *testing.T) {
 	t.Parallel()
-	raw, k, err := apikey.New("u1", "pro", 10, time.Now())
+	raw, k, err := apikey.New(keyPrefix, "u1", "pro", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,13 +43,13 @@ func TestAccessLogLine(t *testing.T) {
 			// Stand-in for the authenticator: it puts the key's principal in the context.
 			auth := func(next http.Handler) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					p := apikey.Principal{KeyID: "key_1", UserID: "u1", Hash: k.Hash, Plan: "pro", Limit: 10}
+					p := apikey.Principal{KeyID: "key_1", UserID: "u1", Hash: k.Hash, Plan: "pro", QuotaID: "key_1"}
 					next.ServeHTTP(w, r.WithContext(apikey.NewContext(r.Context(), p)))
 				})
 			}
-			r.Handle("/things/{id}", auth(notePrincipal(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Handle("/things/{id}", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(http.StatusCreated)
-			}))))
+			})))
 			h := o.Handle(r)
 
 			req := httptest.NewRequest(http.MethodGet, "/things/42?api_key="+raw, nil)
@@ -117,47 +115,37 @@ func TestLogPath(t *testing.T) {
 	}
 }
 
-func TestErrorTable(t *testing.T) {
+// TestErrorWriter checks the server's error writer: every answer comes from the
+// one error table, a failed dependency is logged (and answered 503 without its
+// cause), a refusal is not, and a canceled request is not a failure.
+func TestErrorWriter(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		err    error
 		status int
 		detail string
+		logged bool
 	}{
-		{apikey.ErrMissing, 401, "Missing x-api-key"},
-		{apikey.ErrInvalid, 403, "Invalid or revoked API key"},
-		{apikey.ErrUpgradeRequired, 402, "Upgrade required for this endpoint"},
-		{ratelimit.ErrLimited, 429, "Rate limit exceeded"},
-		{fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, errors.New("redis down")), 503, "Service temporarily unavailable"},
-		{quota.ErrExceeded, 429, "Monthly API quota exceeded"},
-		{quota.ErrRevoked, 403, "Invalid or revoked API key"},
-		{quota.ErrNoKeyID, 403, "Invalid or revoked API key"},
-		{fmt.Errorf("%w: %w", errStoreUnavailable, errors.New("database is locked")), 503, "Service temporarily unavailable"},
-		{errNoSession, 401, "Missing dashboard token"},
-		{session.ErrInvalid, 401, "Invalid or expired dashboard token"},
-		{apikey.ErrNoActiveKey, 409, "No active key to rotate"},
-		{fmt.Errorf("entitlement: reveal: %w", entitlement.ErrNothingToReveal), 404, "No key waiting to be revealed"},
-		{errNoRoute, 404, "No such route"},
-		{errMethod, 405, "Method not allowed on this route"},
-		{errBodyTooLarge, 413, "Request body larger than 64 KiB"},
-		{&market.InputError{Param: "limit", Reason: "must be an integer from 1 to 100"}, 400, `Invalid parameter "limit": must be an integer from 1 to 100`},
-		{fmt.Errorf("%w: %w", context.Canceled, &market.InputError{Param: "ticker", Reason: "must be a ticker symbol"}), 400, `Invalid parameter "ticker": must be a ticker symbol`},
-		{market.ErrInvalid, 400, "Invalid request"},
-		{&market.NotFoundError{What: "Event"}, 404, "Event not found"},
-		{fmt.Errorf("wrapped: %w", &market.NotFoundError{What: "Company"}), 404, "Company not found"},
-		{market.ErrNotFound, 404, "Not found"},
-		{fmt.Errorf("market: search: %w", errors.New("pq: syntax error at or near \"ORDER\"")), 500, "Internal server error"},
-		{errors.New("pq: relation \"api_keys\" does not exist"), 500, "Internal server error"},
+		{apikey.ErrMissing, 401, "Missing x-api-key", false},
+		{errNoSession, 401, "Missing dashboard token", false},
+		{session.ErrInvalid, 401, "Invalid or expired dashboard token", false},
+		{errNoRoute, 404, "No such route", false},
+		{errMethod, 405, "Method not allowed on this route", false},
+		{errBodyTooLarge, 413, "Request body too large", false},
+		{&market.InputError{Param: "limit", Reason: "must be an integer from 1 to 100"}, 400, `Invalid parameter "limit": must be an integer from 1 to 100`, false},
+		{fmt.Errorf("%w: %w", context.Canceled, &market.InputError{Param: "ticker", Reason: "must be a ticker symbol"}), 400, `Invalid parameter "ticker": must be a ticker symbol`, false},
+		{fmt.Errorf("wrapped: %w", &market.NotFoundError{What: "Company"}), 404, "Company not found", false},
+		{market.ErrNotFound, 404, "Not found", false},
+		{fmt.Errorf("market: search: %w", errors.New(`pq: syntax error at or near "ORDER"`)), 503, "Service temporarily unavailable", true},
+		{fmt.Errorf("%w: %w", tollgate.ErrUnavailable, errors.New("redis: connection refused")), 503, "Service temporarily unavailable", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.err.Error(), func(t *testing.T) {
 			t.Parallel()
-			o, buf := newTestObserver(t, "text")
-			e := &errorWriter{log: o.log, obs: o}
+			var buf bytes.Buffer
+			e := &errorWriter{log: newLogger(&buf, "text")}
 			w := httptest.NewRecorder()
-			r := httptest.NewRequest(http.MethodGet, "/events/search", nil)
-			r = r.WithContext(apikey.NewContext(r.Context(), apikey.Principal{Plan: "team"}))
-			e.write(w, r, tc.err)
+			e.write(w, httptest.NewRequest(http.MethodGet, "/events/search", nil), tc.err)
 			if w.Code != tc.status {
 				t.Fatalf("status %d, want %d", w.Code, tc.status)
 			}
@@ -171,17 +159,44 @@ func TestErrorTable(t *testing.T) {
 			if strings.Contains(w.Body.String(), "pq:") || strings.Contains(w.Body.String(), "redis") {
 				t.Fatalf("the body leaks the cause: %s", w.Body)
 			}
-			if tc.status == 500 && !strings.Contains(buf.String(), "request failed") {
-				t.Fatalf("an unexpected error was not logged: %q", buf.String())
+			if tc.status == 503 && w.Header().Get("Retry-After") == "" {
+				t.Fatal("503 without Retry-After")
 			}
-			wantQuota := 0.0
-			if errors.Is(tc.err, quota.ErrExceeded) {
-				wantQuota = 1
-			}
-			if got := testutil.ToFloat64(o.quotaRefused.WithLabelValues("team")); got != wantQuota {
-				t.Errorf("quota refusals = %v, want %v", got, wantQuota)
+			if logged := strings.Contains(buf.String(), "a dependency is unavailable"); logged != tc.logged {
+				t.Fatalf("logged = %v, want %v: %q", logged, tc.logged, buf.String())
 			}
 		})
+	}
+
+	// A dependency error of a request whose client has gone is no failure.
+	var buf bytes.Buffer
+	e := &errorWriter{log: newLogger(&buf, "text")}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w := httptest.NewRecorder()
+	e.write(w, httptest.NewRequest(http.MethodGet, "/x", nil).WithContext(ctx), fmt.Errorf("%w: %w", tollgate.ErrUnavailable, context.Canceled))
+	if w.Code != 503 || buf.Len() != 0 {
+		t.Errorf("canceled request: %d, log %q", w.Code, buf.String())
+	}
+}
+
+// The gate's decisions become the limiter and quota metrics.
+func TestDecisionMetrics(t *testing.T) {
+	t.Parallel()
+	o, _ := newTestObserver(t, "text")
+	o.decision(tollgate.Decision{Step: tollgate.StepBurst, Bucket: "key", Plan: planPro, Result: tollgate.ResultLimited})
+	o.decision(tollgate.Decision{Step: tollgate.StepBurst, Bucket: "ip", Plan: planPublic, Result: tollgate.ResultAllowed})
+	o.decision(tollgate.Decision{Step: tollgate.StepQuota, Plan: planTeam, Result: tollgate.ResultExceeded})
+	o.decision(tollgate.Decision{Step: tollgate.StepQuota, Plan: planTeam, Result: tollgate.ResultAllowed})
+	o.decision(tollgate.Decision{Step: tollgate.StepBurst, Bucket: "key", Plan: "unknown", Result: tollgate.ResultAllowed})
+	if got := testutil.ToFloat64(o.burst[burstLabels{"key", planPro, tollgate.ResultLimited}]); got != 1 {
+		t.Errorf("limited pro keys = %v", got)
+	}
+	if got := testutil.ToFloat64(o.burst[burstLabels{"ip", planPublic, tollgate.ResultAllowed}]); got != 1 {
+		t.Errorf("allowed public addresses = %v", got)
+	}
+	if got := testutil.ToFloat64(o.quotaRefused.WithLabelValues(planTeam)); got != 1 {
+		t.Errorf("team quota refusals = %v", got)
 	}
 }
 

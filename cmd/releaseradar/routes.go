@@ -1,50 +1,23 @@
 package main
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/gorilla/mux"
 	"github.com/rs/cors"
 
-	"github.com/releaseradar/tollgate/apikey"
+	"github.com/releaseradar/tollgate"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/market"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/web"
-	"github.com/releaseradar/tollgate/entitlement"
-	"github.com/releaseradar/tollgate/quota"
-	"github.com/releaseradar/tollgate/ratelimit"
 )
-
-// Errors of the server's own routing.
-var (
-	// errStoreUnavailable marks a failure of the quota store: the request is
-	// refused (503) rather than served unmetered.
-	errStoreUnavailable = errors.New("releaseradar: quota store unavailable")
-	errNoRoute          = errors.New("releaseradar: no such route")
-	errMethod           = errors.New("releaseradar: method not allowed")
-	errBodyTooLarge     = errors.New("releaseradar: request body too large")
-)
-
-// gate is what a gated route passes through, in CONTRACT.md's order.
-type gate struct {
-	auth    *apikey.Authenticator
-	limiter *ratelimit.Limiter
-	quota   func(http.Handler) http.Handler
-	rank    func(plan string) int
-}
-
-// route returns h behind the gate for plan: key present (401), known and active
-// (403), plan rank (402), burst limit (429, no quota spent), monthly quota (429).
-func (g gate) route(plan string, h http.Handler) http.Handler {
-	return g.auth.Require(g.rank(plan))(notePrincipal(g.limiter.Handle(g.quota(h))))
-}
 
 // handler builds the public API: routes, the gate, CORS, access log and metrics.
 func (s *server) handler() http.Handler {
 	api := s.market
-	g := gate{auth: s.auth, limiter: s.limiter, quota: s.quotaMW, rank: s.app.catalog.Rank}
 	dash := &dashboard{
 		keys:   s.app.keys,
+		quotas: s.app.quotas,
+		gate:   s.app.gate,
 		reveal: s.app.ent,
 		verify: s.app.signer.Verify,
 		fail:   s.errs.write,
@@ -57,13 +30,22 @@ func (s *server) handler() http.Handler {
 	r.NotFoundHandler = failWith(s.errs.write, errNoRoute)
 	r.MethodNotAllowedHandler = failWith(s.errs.write, errMethod)
 
-	r.Handle("/events/public", anonymous(entitlement.Public, s.limiter.Handle(http.HandlerFunc(api.PublicFeed)))).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/events/search", g.route(entitlement.Pro, http.HandlerFunc(api.Search))).Methods(http.MethodGet)
-	r.Handle("/events/{id}", g.route(entitlement.Pro, http.HandlerFunc(api.Event))).Methods(http.MethodGet)
-	r.Handle("/impact/{event_id}", g.route(entitlement.Pro, http.HandlerFunc(api.Impact))).Methods(http.MethodGet)
-	r.Handle("/companies", g.route(entitlement.Pro, http.HandlerFunc(api.Companies))).Methods(http.MethodGet)
-	r.Handle("/companies/{ticker}", g.route(entitlement.Pro, http.HandlerFunc(api.Company))).Methods(http.MethodGet)
-	r.Handle("/portfolio/impact", limitBody(market.MaxBodyBytes, s.errs.write, g.route(entitlement.Team, http.HandlerFunc(api.PortfolioImpact)))).Methods(http.MethodPost)
+	// route registers an API route: behind the gate, so its keyless requests
+	// spend the anonymous plan's budget (the access log says so).
+	route := func(path string, h http.Handler, methods ...string) {
+		s.obs.apiRoutes[path] = true
+		r.Handle(path, h).Methods(methods...)
+	}
+	public := s.app.gate.Public()
+	pro := s.app.gate.Require(planPro)
+	team := s.app.gate.Require(planTeam)
+	route("/events/public", public(http.HandlerFunc(api.PublicFeed)), http.MethodGet, http.MethodHead)
+	route("/events/search", pro(http.HandlerFunc(api.Search)), http.MethodGet)
+	route("/events/{id}", pro(http.HandlerFunc(api.Event)), http.MethodGet)
+	route("/impact/{event_id}", pro(http.HandlerFunc(api.Impact)), http.MethodGet)
+	route("/companies", pro(http.HandlerFunc(api.Companies)), http.MethodGet)
+	route("/companies/{ticker}", pro(http.HandlerFunc(api.Company)), http.MethodGet)
+	route("/portfolio/impact", limitBody(market.MaxBodyBytes, s.errs.write, team(http.HandlerFunc(api.PortfolioImpact))), http.MethodPost)
 
 	r.Handle("/keys", dash.handler(dash.list)).Methods(http.MethodGet)
 	r.Handle("/keys/rotate", dash.handler(dash.rotate)).Methods(http.MethodPost)
@@ -84,22 +66,10 @@ func (s *server) handler() http.Handler {
 		AllowedMethods:   []string{http.MethodGet, http.MethodPost, http.MethodOptions},
 		AllowedHeaders:   []string{"Content-Type", "X-Api-Key"},
 		AllowCredentials: false,
-		ExposedHeaders: []string{
-			quota.HeaderLimit, quota.HeaderRemaining, quota.HeaderReset,
-			"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
-			"RateLimit", "RateLimit-Policy", "Retry-After",
-		},
-		MaxAge: 600,
+		ExposedHeaders:   tollgate.ExposedHeaders,
+		MaxAge:           600,
 	})
 	return s.obs.Handle(c.Handler(r))
-}
-
-// anonymous records the plan of an unauthenticated route for the access log.
-func anonymous(plan string, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		setPlan(r, plan)
-		next.ServeHTTP(w, r)
-	})
 }
 
 // limitBody caps the request body at n bytes; a body announced larger is refused

@@ -22,11 +22,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/releaseradar/tollgate/apikey"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/market"
-	"github.com/releaseradar/tollgate/entitlement"
-	"github.com/releaseradar/tollgate/quota"
 	"github.com/releaseradar/tollgate/ratelimit"
+	"github.com/releaseradar/tollgate/ratelimit/redisstore"
 )
 
 // Server limits.
@@ -42,17 +40,14 @@ const (
 
 // server is the running API: the app plus the HTTP side.
 type server struct {
-	app     *app
-	log     *slog.Logger
-	obs     *observer
-	errs    *errorWriter
-	reg     *prometheus.Registry
-	redis   *redis.Client // nil: burst counters in process
-	auth    *apikey.Authenticator
-	limiter *ratelimit.Limiter
-	quotaMW func(http.Handler) http.Handler
-	market  *market.API
-	ready   atomic.Bool
+	app    *app
+	log    *slog.Logger
+	obs    *observer
+	errs   *errorWriter
+	reg    *prometheus.Registry
+	redis  *redis.Client // nil: burst counters in process
+	market *market.API
+	ready  atomic.Bool
 }
 
 // serveCommand runs `releaseradar serve` until SIGINT or SIGTERM.
@@ -70,7 +65,7 @@ func serveCommand(args []string, stderr io.Writer, getenv func(string) string) i
 		fmt.Fprintf(stderr, "releaseradar serve: unexpected argument %q\n%s\n", fs.Arg(0), usage)
 		return 2
 	}
-	cfg, err := loadConfig(lookup, entitlement.DefaultCatalog())
+	cfg, err := loadConfig(lookup)
 	if err != nil {
 		fmt.Fprintln(stderr, "releaseradar:", err)
 		return 1
@@ -90,12 +85,7 @@ func serveCommand(args []string, stderr io.Writer, getenv func(string) string) i
 // serve starts the API and admin listeners and serves until ctx ends, then lets
 // in-flight requests finish and closes the database.
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
-	a, err := openApp(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	s, err := newServer(ctx, a, log)
+	s, err := newServer(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -157,15 +147,14 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	return serveErr
 }
 
-// newServer builds the middleware and handlers around a.
-func newServer(ctx context.Context, a *app, log *slog.Logger) (*server, error) {
-	cfg := a.cfg
-	s := &server{app: a, log: log, reg: prometheus.NewRegistry()}
-	s.obs = newObserver(log, a.catalog.Names(), s.reg)
-	s.errs = &errorWriter{log: log, obs: s.obs}
-	a.observeWebhook = s.obs.webhookEvent
-	s.reg.MustRegister(collectors.NewDBStatsCollector(a.db.DB, "releaseradar"))
+// newServer connects to Redis (when configured) and the database, and builds the
+// gate, the handlers and the metrics around them.
+func newServer(ctx context.Context, cfg config, log *slog.Logger) (*server, error) {
+	s := &server{log: log, reg: prometheus.NewRegistry()}
+	s.obs = newObserver(log, cfg.Catalog.Names(), planPublic, s.reg)
+	s.errs = &errorWriter{log: log}
 
+	var counters ratelimit.Store
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
@@ -185,69 +174,35 @@ func newServer(ctx context.Context, a *app, log *slog.Logger) (*server, error) {
 		err = s.redis.Ping(pctx).Err()
 		cancel()
 		if err != nil {
-			s.redis.Close()
+			s.close()
 			return nil, &settingError{env: "RR_REDIS_URL", err: fmt.Errorf("cannot reach Redis: %w", err)}
 		}
+		if counters, err = redisstore.New(s.redis, cfg.RedisPrefix); err != nil {
+			s.close()
+			return nil, &settingError{env: "RR_REDIS_URL", err: err}
+		}
 	}
-	var client redis.UniversalClient
-	if s.redis != nil {
-		client = s.redis
-	}
-	store, err := ratelimit.NewStore(client, cfg.RedisPrefix)
-	if err != nil {
-		s.close()
-		return nil, &settingError{env: "RR_REDIS_URL", err: err}
-	}
-	s.limiter, err = ratelimit.New(store, ratelimit.Config{
-		Rates:          cfg.Rates,
-		AnonymousPlan:  entitlement.Public,
-		TrustedProxies: cfg.TrustedProxies,
-		Identify: func(r *http.Request) (string, string, bool) {
-			p, ok := apikey.FromContext(r.Context())
-			return p.Plan, p.Hash, ok
-		},
-		OnError: s.errs.write,
-		Logger:  log,
+	a, err := openApp(ctx, cfg, log, hooks{
+		counters:       counters,
+		onError:        s.errs.write,
+		observe:        s.obs.decision,
+		observeWebhook: s.obs.webhookEvent,
 	})
 	if err != nil {
 		s.close()
-		return nil, &settingError{env: "RR_PLAN_RATES", err: err}
+		return nil, err
 	}
-	s.reg.MustRegister(s.limiter)
-
-	s.auth = apikey.NewAuthenticator(a.keys, apikey.Config{
-		Header: "x-api-key",
-		Rank:   a.catalog.Rank,
-		// A failed authentication counts against the caller's address, so a flood
-		// of random keys is burst-limited like any anonymous traffic.
-		OnError: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, apikey.ErrMissing) || errors.Is(err, apikey.ErrInvalid) {
-				setPlan(r, entitlement.Public)
-				if !s.limiter.AllowAnonymous(w, r) {
-					return
-				}
-			}
-			noteKey(r) // a 402 knows its key
-			s.errs.write(w, r, err)
-		},
-	})
-	s.quotaMW = quota.Middleware(a.quotas, func(r *http.Request) (string, bool) {
-		p, ok := apikey.FromContext(r.Context())
-		return p.KeyID, ok
-	}, quota.Config{
-		Now: a.clock,
-		OnError: func(w http.ResponseWriter, r *http.Request, err error) {
-			if !errors.Is(err, quota.ErrExceeded) && !errors.Is(err, quota.ErrRevoked) && !errors.Is(err, quota.ErrNotFound) {
-				err = fmt.Errorf("%w: %w", errStoreUnavailable, err)
-			}
-			s.errs.write(w, r, err)
-		},
-	})
+	s.app = a
+	s.reg.MustRegister(collectors.NewDBStatsCollector(a.db.DB, "releaseradar"))
+	s.reg.MustRegister(limiterMetrics(a.gate.Limiter())...)
 	s.market = market.NewAPI(a.db, market.Config{Logger: log, OnError: s.errs.write})
 	return s, nil
 }
 
 func (s *server) close() {
+	if s.app != nil {
+		s.app.Close()
+	}
 	if s.redis != nil {
 		s.redis.Close()
 	}

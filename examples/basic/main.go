@@ -1,6 +1,5 @@
 // Command basic is a short net/http service that protects its own handler with
-// tollgate: API keys (apikey), a monthly quota (quota) and a burst limit
-// (ratelimit), all on memory stores. The chain itself is in ../gate.
+// tollgate: API keys, a monthly quota and a burst limit, on memory stores.
 //
 // It issues one demo key at start and prints it once:
 //
@@ -10,19 +9,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
-	"os"
-	"os/signal"
-	"syscall"
+	"net"
+	"net/http"
 	"time"
 
+	"github.com/releaseradar/tollgate"
 	"github.com/releaseradar/tollgate/apikey"
 	akmem "github.com/releaseradar/tollgate/apikey/memstore"
-	"github.com/releaseradar/tollgate/examples/gate"
+	"github.com/releaseradar/tollgate/entitlement"
 	qmem "github.com/releaseradar/tollgate/quota/memstore"
-	"github.com/releaseradar/tollgate/ratelimit"
 )
 
 func main() {
@@ -36,29 +35,28 @@ func main() {
 }
 
 func run(addr string, limit int64, rate string) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	plans := entitlement.Catalog{"basic": {Name: "basic", MonthlyCallLimit: limit, Rate: rate}}
+	gate, err := tollgate.New(tollgate.Stores{Keys: akmem.New(), Quotas: qmem.New(qmem.Config{})}, plans, tollgate.Config{})
+	if err != nil {
+		return err
+	}
+	raw, _, err := gate.Issue(context.Background(), "demo-user", "basic", 0, "")
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /hello", gate.Require("basic")(http.HandlerFunc(hello)))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("listening on http://%s\ndemo key (shown once): %s\n", ln.Addr(), raw)
+	return (&http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}).Serve(ln)
+}
 
-	// The key store keeps only the key's hash; the raw key is shown once, below.
-	keys := akmem.New()
-	quotas := qmem.New(qmem.Config{})
-	raw, k, err := apikey.New("demo-user", "basic", limit, time.Now())
-	if err != nil {
-		return err
-	}
-	if err := keys.Create(ctx, &k); err != nil {
-		return err
-	}
-	quotas.Put(k.ID, k.MonthlyCallLimit, k.CycleStart)
-
-	counters, err := ratelimit.NewStore(nil, "") // nil client: counters in memory
-	if err != nil {
-		return err
-	}
-	hello, err := gate.Protect(keys, quotas, counters, map[string]string{"basic": rate}, gate.Hello)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("demo key (shown once): %s\n", raw)
-	return gate.Serve(ctx, addr, hello)
+// hello greets the caller that the gate authenticated.
+func hello(w http.ResponseWriter, r *http.Request) {
+	p, _ := apikey.FromContext(r.Context())
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]string{"hello": p.UserID, "plan": p.Plan})
 }

@@ -1,4 +1,4 @@
-// Command replicas is the basic example (the same chain, ../gate) on shared backends: keys and monthly
+// Command replicas is the basic example on shared backends: keys and monthly
 // quotas in PostgreSQL, burst counters in Redis, so that any number of processes
 // behind a load balancer enforce one budget per key.
 //
@@ -12,24 +12,27 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log"
+	"net"
+	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq" // PostgreSQL driver
 	"github.com/redis/go-redis/v9"
 
+	"github.com/releaseradar/tollgate"
 	"github.com/releaseradar/tollgate/apikey"
 	aksql "github.com/releaseradar/tollgate/apikey/sqlstore"
-	"github.com/releaseradar/tollgate/examples/gate"
+	"github.com/releaseradar/tollgate/entitlement"
 	qsql "github.com/releaseradar/tollgate/quota/sqlstore"
 	"github.com/releaseradar/tollgate/ratelimit"
+	"github.com/releaseradar/tollgate/ratelimit/redisstore"
 )
 
 const usage = `usage:
@@ -37,28 +40,31 @@ const usage = `usage:
   replicas serve [--addr HOST:PORT] [--rates pro=600-M,...]
 environment: DATABASE_URL (postgres://…), REDIS_URL (redis://…), REDIS_PREFIX (optional)`
 
+// plans are the example's plans: anonymous callers are "free".
+var plans = entitlement.Catalog{
+	"free": {Name: "free", Rank: 0, Rate: "60-M"},
+	"pro":  {Name: "pro", Rank: 1, MonthlyCallLimit: 1000, Rate: "600-M"},
+	"team": {Name: "team", Rank: 2, MonthlyCallLimit: 10_000, Rate: "3000-M"},
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	user := fs.String("user", "", "user ID (issue)")
+	plan := fs.String("plan", "pro", "plan name (issue)")
+	limit := fs.Int64("limit", 0, "monthly calls (issue; 0: the plan's)")
+	addr := fs.String("addr", "127.0.0.1:8081", "listen address (serve)")
+	rates := fs.String("rates", "", "burst limits by plan, such as pro=600-M,team=3000-M (serve)")
+	_ = fs.Parse(os.Args[2:])
 	var err error
 	switch os.Args[1] {
 	case "issue":
-		fs := flag.NewFlagSet("issue", flag.ExitOnError)
-		user := fs.String("user", "", "user ID")
-		plan := fs.String("plan", "pro", "plan name")
-		limit := fs.Int64("limit", 1000, "monthly calls")
-		_ = fs.Parse(os.Args[2:])
-		err = issue(ctx, *user, *plan, *limit)
+		err = issue(*user, *plan, *limit)
 	case "serve":
-		fs := flag.NewFlagSet("serve", flag.ExitOnError)
-		addr := fs.String("addr", "127.0.0.1:8081", "listen address")
-		rates := fs.String("rates", "", "burst limits by plan, such as pro=600-M,team=3000-M")
-		_ = fs.Parse(os.Args[2:])
-		err = serve(ctx, *addr, *rates)
+		err = serve(*addr, *rates)
 	default:
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
@@ -68,73 +74,83 @@ func main() {
 	}
 }
 
-// openDB opens DATABASE_URL and creates the api_keys table if it is missing.
-func openDB(ctx context.Context) (*sqlx.DB, *aksql.Store, error) {
-	url := os.Getenv("DATABASE_URL")
-	if url == "" {
-		return nil, nil, errors.New("DATABASE_URL is not set")
-	}
-	db, err := sqlx.Open("postgres", url)
+// open builds the gate on DATABASE_URL and, if counters is set, Redis, and creates
+// the schema if it is missing.
+func open(ctx context.Context, counters ratelimit.Store) (*tollgate.Gate, *sqlx.DB, error) {
+	db, err := sqlx.Open("postgres", os.Getenv("DATABASE_URL"))
 	if err != nil {
 		return nil, nil, err
 	}
-	keys := aksql.New(db)
-	if err := keys.Bootstrap(ctx); err != nil {
+	stores := tollgate.Stores{Keys: aksql.New(db, aksql.Config{}), Quotas: qsql.New(db, qsql.Config{}), Counters: counters}
+	gate, err := tollgate.New(stores, plans, tollgate.Config{})
+	if err == nil {
+		err = gate.Bootstrap(ctx)
+	}
+	if err != nil {
 		db.Close()
 		return nil, nil, err
 	}
-	return db, keys, nil
+	return gate, db, nil
 }
 
 // issue creates a key and prints it, the one time it exists in clear.
-func issue(ctx context.Context, user, plan string, limit int64) error {
+func issue(user, plan string, limit int64) error {
 	if user == "" {
 		return errors.New("--user is required")
 	}
-	db, keys, err := openDB(ctx)
+	ctx := context.Background()
+	gate, db, err := open(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if _, err := keys.RevokeUser(ctx, user, "reissued", time.Now()); err != nil {
-		return err
-	}
-	raw, k, err := apikey.New(user, plan, limit, time.Now())
+	raw, _, err := gate.Issue(ctx, user, plan, limit, "reissued")
 	if err != nil {
-		return err
-	}
-	if err := keys.Create(ctx, &k); err != nil {
 		return err
 	}
 	fmt.Println(raw)
 	return nil
 }
 
-func serve(ctx context.Context, addr, rateList string) error {
-	db, keys, err := openDB(ctx)
+func serve(addr, rateList string) error {
+	overrides, err := ratelimit.ParseRates(rateList)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	quotas := qsql.New(db, qsql.Config{})
-
+	for name, rate := range overrides {
+		p := plans[name]
+		p.Rate = rate.String()
+		plans[name] = p
+	}
 	opts, err := redis.ParseURL(os.Getenv("REDIS_URL"))
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
-	counters, err := ratelimit.NewStore(rdb, os.Getenv("REDIS_PREFIX"))
+	counters, err := redisstore.New(rdb, os.Getenv("REDIS_PREFIX"))
 	if err != nil {
 		return err
 	}
-	rates, err := ratelimit.ParseRates(rateList)
+	gate, db, err := open(context.Background(), counters)
 	if err != nil {
 		return err
 	}
-	hello, err := gate.Protect(keys, quotas, counters, rates, gate.Hello)
+	defer db.Close()
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /hello", gate.Require("pro")(http.HandlerFunc(hello)))
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	return gate.Serve(ctx, addr, hello)
+	fmt.Printf("listening on http://%s\n", ln.Addr())
+	return (&http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}).Serve(ln)
+}
+
+// hello greets the caller and names the replica that served it.
+func hello(w http.ResponseWriter, r *http.Request) {
+	p, _ := apikey.FromContext(r.Context())
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"hello": p.UserID, "plan": p.Plan, "pid": os.Getpid()})
 }

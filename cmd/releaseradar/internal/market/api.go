@@ -43,16 +43,16 @@ type Config struct {
 	// Now is the clock: feed cache expiry, impact recency and the portfolio window.
 	// Nil means time.Now.
 	Now func() time.Time
-	// Logger receives the failures the default OnError answers 500. Nil means
+	// Logger receives the failures the default OnError answers 503. Nil means
 	// slog.Default().
 	Logger *slog.Logger
 	// OnError answers every request a handler cannot serve. err matches (errors.As)
-	// an *InputError (a bad parameter or body: 400 with its Detail) or a
-	// *NotFoundError (an unknown event or company: 404 with its Detail), or is an
-	// unexpected failure (500, whose text must not reach the client). A failure while
+	// an *InputError (a bad parameter or body: 400 with its detail) or a
+	// *NotFoundError (an unknown event or company: 404 with its detail), or is a
+	// database failure (503, whose text must not reach the client). A failure while
 	// the client has gone wraps the request context's error, so it also matches
-	// context.Canceled. Nil means the API's own writer: that table, with 500
-	// "Internal server error" logged to Logger unless the client has gone.
+	// context.Canceled. Nil means tollgate's error table, with database failures
+	// logged to Logger unless the client has gone.
 	OnError func(w http.ResponseWriter, r *http.Request, err error)
 }
 
@@ -415,25 +415,14 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	a.onError(w, r, err)
 }
 
-// writeError is the default OnError: 400 with an *InputError's detail, 404 with a
-// *NotFoundError's (or "Not found" for a bare ErrNotFound), and 500 without detail
-// for anything else, logged unless the client has gone.
+// writeError is the default OnError: the problem answer of the error table (400
+// with an *InputError's detail, 404 with a *NotFoundError's, 503 for a failed
+// database), with failures logged unless the client has gone.
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var in *InputError
-	var nf *NotFoundError
-	switch {
-	case errors.As(err, &in):
-		problem.Write(w, http.StatusBadRequest, in.Detail())
-	case errors.As(err, &nf):
-		problem.Write(w, http.StatusNotFound, nf.Detail())
-	case errors.Is(err, ErrNotFound):
-		problem.Write(w, http.StatusNotFound, "Not found")
-	default:
-		if r.Context().Err() == nil {
-			a.log.ErrorContext(r.Context(), "market: request failed", "path", r.URL.Path, "err", err)
-		}
-		problem.Write(w, http.StatusInternalServerError, "Internal server error")
+	if _, _, dependency := problem.For(err); dependency && r.Context().Err() == nil {
+		a.log.ErrorContext(r.Context(), "market: request failed", "path", r.URL.Path, "err", err)
 	}
+	problem.WriteError(w, err)
 }
 
 // writeJSON answers 200 with v. Gated answers vary by key (quota headers), so no

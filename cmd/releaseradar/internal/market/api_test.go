@@ -386,8 +386,8 @@ func TestFeedRefreshSurvivesCallerCancel(t *testing.T) {
 
 // TestOnError checks that every refusal and failure reaches a caller's OnError as a
 // typed error (and nothing is written by the API itself), and that the default
-// writer answers a database failure 500 without its text, logged only while the
-// client is still there.
+// writer answers a database failure 503 with Retry-After and without its text,
+// logged only while the client is still there.
 func TestOnError(t *testing.T) {
 	t.Parallel()
 	db := loadedSQLite(t)
@@ -409,7 +409,7 @@ func TestOnError(t *testing.T) {
 	notFound := func(what, detail string) check {
 		return func(t *testing.T, err error) {
 			var nf *NotFoundError
-			if !errors.As(err, &nf) || nf.What != what || nf.Detail() != detail || !errors.Is(err, ErrNotFound) {
+			if !errors.As(err, &nf) || nf.What != what || nf.ProblemDetail() != detail || !errors.Is(err, ErrNotFound) {
 				t.Errorf("err %v (%T), want a *NotFoundError with detail %q", err, err, detail)
 			}
 		}
@@ -438,7 +438,7 @@ func TestOnError(t *testing.T) {
 		tt.want(t, got)
 	}
 
-	// A broken database: OnError gets the store's error, the default writer a 500.
+	// A broken database: OnError gets the store's error, the default writer a 503.
 	var logged bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logged, nil))
 	broken := loadedSQLite(t)
@@ -455,9 +455,12 @@ func TestOnError(t *testing.T) {
 		t.Errorf("database failure reported as %v (%T)", got, got)
 	}
 	rec := do(t, byDefault, "GET", "/events/7", "")
-	checkProblem(t, "closed database", rec, http.StatusInternalServerError, "Internal server error")
+	checkProblem(t, "closed database", rec, http.StatusServiceUnavailable, "Service temporarily unavailable")
+	if rec.Header().Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
 	if strings.Contains(rec.Body.String(), "sql") || !strings.Contains(logged.String(), "market: request failed") {
-		t.Errorf("body %s, log %q: want a bare 500, logged", rec.Body, logged.String())
+		t.Errorf("body %s, log %q: want a bare 503, logged", rec.Body, logged.String())
 	}
 
 	// The same failure after the client has gone wraps context.Canceled and is not
@@ -472,7 +475,7 @@ func TestOnError(t *testing.T) {
 	}
 	rec = httptest.NewRecorder()
 	byDefault.ServeHTTP(rec, httptest.NewRequest("GET", "/events/7", nil).WithContext(ctx))
-	if rec.Code != http.StatusInternalServerError || logged.Len() != 0 {
-		t.Errorf("canceled request: status %d, log %q; want 500, nothing logged", rec.Code, logged.String())
+	if rec.Code != http.StatusServiceUnavailable || logged.Len() != 0 {
+		t.Errorf("canceled request: status %d, log %q; want 503, nothing logged", rec.Code, logged.String())
 	}
 }

@@ -56,7 +56,7 @@ func ExampleParseQuery() {
 	fmt.Println(q.Ticker, q.From.Format(time.DateOnly), "≤ t <", q.Before.Format(time.DateOnly), "limit", q.Limit)
 
 	_, err = market.ParseQuery(url.Values{"limit": {"100000"}})
-	fmt.Println(err.(*market.InputError).Detail())
+	fmt.Println(err.(*market.InputError).ProblemDetail())
 	// Output:
 	// BRK.B 2026-03-01 ≤ t < 2026-04-01 limit 20
 	// Invalid parameter "limit": must be an integer from 1 to 100
@@ -68,7 +68,7 @@ func ExampleNotFoundError() {
 	err := fmt.Errorf("lookup: %w", &market.NotFoundError{What: "Company"})
 	var nf *market.NotFoundError
 	fmt.Println(errors.Is(err, market.ErrNotFound), errors.As(err, &nf))
-	fmt.Println(nf.Detail())
+	fmt.Println(nf.ProblemDetail())
 	// Output:
 	// true true
 	// Company not found

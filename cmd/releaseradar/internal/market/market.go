@@ -19,11 +19,12 @@ package market
 import (
 	"embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/releaseradar/tollgate/internal/problem"
 )
 
 // Event types.
@@ -86,8 +87,8 @@ type record struct {
 	InternalConfidence float64 `json:"internal_confidence"`
 }
 
-// ErrNotFound is returned when an event or a company does not exist.
-var ErrNotFound = errors.New("market: not found")
+// ErrNotFound is returned when an event or a company does not exist (HTTP 404).
+var ErrNotFound = problem.New(problem.NotFound, "market: not found")
 
 // NotFoundError is ErrNotFound as the handlers report it: it names what was missing.
 type NotFoundError struct {
@@ -96,14 +97,14 @@ type NotFoundError struct {
 
 func (e *NotFoundError) Error() string { return "market: " + strings.ToLower(e.What) + " not found" }
 
-// Detail returns the client-facing sentence, such as "Event not found".
-func (e *NotFoundError) Detail() string { return e.What + " not found" }
+// ProblemDetail returns the client-facing sentence, such as "Event not found".
+func (e *NotFoundError) ProblemDetail() string { return e.What + " not found" }
 
 // Unwrap makes errors.Is(err, ErrNotFound) true.
 func (e *NotFoundError) Unwrap() error { return ErrNotFound }
 
-// ErrInvalid is matched (errors.Is) by every *InputError.
-var ErrInvalid = errors.New("market: invalid input")
+// ErrInvalid is matched (errors.Is) by every *InputError (HTTP 400).
+var ErrInvalid = problem.New(problem.Invalid, "market: invalid input")
 
 // InputError is a bad request value. Detail is the sentence answered to the client
 // and names the parameter.
@@ -113,12 +114,12 @@ type InputError struct {
 	where  string // "" (a URL parameter), "body field", or "request" (Param names the part)
 }
 
-func (e *InputError) Error() string { return "market: " + e.Detail() }
+func (e *InputError) Error() string { return "market: " + e.ProblemDetail() }
 
-// Detail returns the client-facing sentence, such as
+// ProblemDetail returns the client-facing sentence, such as
 // `Invalid parameter "limit": must be an integer from 1 to 100` or
 // `Invalid request body: is not valid JSON (at byte 2)`.
-func (e *InputError) Detail() string {
+func (e *InputError) ProblemDetail() string {
 	switch e.where {
 	case "":
 		return fmt.Sprintf("Invalid parameter %q: %s", e.Param, e.Reason)

@@ -95,8 +95,8 @@ func TestParseQueryRejects(t *testing.T) {
 			t.Errorf("ParseQuery(%q) = %v, want an *InputError", tt.raw, err)
 			continue
 		}
-		if in.Param != tt.param || !strings.Contains(in.Detail(), `"`+tt.param+`"`) {
-			t.Errorf("ParseQuery(%q): detail %q, want it to name %q", tt.raw, in.Detail(), tt.param)
+		if in.Param != tt.param || !strings.Contains(in.ProblemDetail(), `"`+tt.param+`"`) {
+			t.Errorf("ParseQuery(%q): detail %q, want it to name %q", tt.raw, in.ProblemDetail(), tt.param)
 		}
 	}
 }

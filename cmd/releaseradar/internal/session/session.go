@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/releaseradar/tollgate/internal/problem"
 )
 
 // Issuer is the "iss" claim of every token, checked on Verify.
@@ -16,8 +18,9 @@ const Issuer = "releaseradar"
 // MinSecretLen is the shortest HMAC secret New accepts, in bytes.
 const MinSecretLen = 32
 
-// ErrInvalid: the token is malformed, badly signed, expired or has no subject.
-var ErrInvalid = errors.New("session: invalid or expired token")
+// ErrInvalid: the token is malformed, badly signed, expired or has no subject
+// (HTTP 401).
+var ErrInvalid = problem.New(problem.BadSession, "session: invalid or expired token")
 
 // Config holds the optional settings of a Signer. The zero value is ready to use.
 type Config struct {

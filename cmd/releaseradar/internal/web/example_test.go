@@ -52,17 +52,3 @@ func ExampleRequireOrigin() {
 	// http://rr.example 200
 	// https://evil.example 403
 }
-
-func ExampleCheckOrigin() {
-	r := httptest.NewRequest(http.MethodPost, "http://rr.example/keys/reveal", nil)
-	allowed := []string{"https://app.example.com"}
-	for _, origin := range []string{"http://rr.example", "https://app.example.com", "https://evil.example", "null"} {
-		r.Header.Set("Origin", origin)
-		fmt.Println(origin, web.CheckOrigin(r, allowed))
-	}
-	// Output:
-	// http://rr.example true
-	// https://app.example.com true
-	// https://evil.example false
-	// null false
-}

@@ -48,15 +48,16 @@ const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 
 // Sentinel errors handed to Config.OnError.
 var (
-	// ErrNoToken: a sign-in request carried no token (HTTP 400).
-	ErrNoToken = errors.New("web: missing dashboard token")
+	// ErrNoToken: a sign-in request carried no token (HTTP 401).
+	ErrNoToken = problem.New(problem.NoSession, "web: missing dashboard token")
 	// ErrBadToken: the token did not verify: malformed, badly signed or expired (HTTP 401).
-	ErrBadToken = errors.New("web: invalid or expired dashboard token")
-	// ErrCrossOrigin: an unsafe cookie-authenticated request came from another
-	// origin, or named none (HTTP 403).
-	ErrCrossOrigin = errors.New("web: cross-site request refused")
+	ErrBadToken = problem.New(problem.BadSession, "web: invalid or expired dashboard token")
+	// ErrCrossOrigin: an unsafe request came from another origin (HTTP 403).
+	ErrCrossOrigin = problem.New(problem.CrossOrigin, "web: cross-site request refused")
 	// ErrBadRequest: the sign-in body could not be read (HTTP 400).
-	ErrBadRequest = errors.New("web: malformed sign-in request")
+	ErrBadRequest = problem.New(problem.BadSignIn, "web: malformed sign-in request")
+	// ErrNotFound: no page or asset at that path (HTTP 404).
+	ErrNotFound = problem.New(problem.NoRoute, "web: no such page")
 )
 
 // VerifyFunc checks a dashboard token and returns its user ID, or an error when
@@ -68,7 +69,7 @@ type VerifyFunc func(token string) (userID string, err error)
 // application/problem+json.
 type Config struct {
 	// AllowedOrigins lists origins ("https://app.example.com") besides the
-	// request's own whose cookie-authenticated POSTs are accepted.
+	// request's own whose POSTs are accepted (see RequireOrigin).
 	AllowedOrigins []string
 	// TrustProxy reports whether r came through a proxy whose X-Forwarded-Proto
 	// header is believed. For such a request "X-Forwarded-Proto: https" marks the
@@ -87,20 +88,9 @@ func (c Config) onError(w http.ResponseWriter, r *http.Request, err error) {
 	WriteError(w, r, err)
 }
 
-// WriteError is the default error writer: an application/problem+json response
-// whose status and detail follow the sentinel err wraps.
-func WriteError(w http.ResponseWriter, _ *http.Request, err error) {
-	switch {
-	case errors.Is(err, ErrNoToken):
-		problem.Write(w, http.StatusBadRequest, "Missing dashboard token")
-	case errors.Is(err, ErrBadToken):
-		problem.Write(w, http.StatusUnauthorized, "Invalid or expired dashboard token")
-	case errors.Is(err, ErrCrossOrigin):
-		problem.Write(w, http.StatusForbidden, "Cross-site request refused")
-	default:
-		problem.Write(w, http.StatusBadRequest, "Malformed sign-in request")
-	}
-}
+// WriteError is the default error writer: the application/problem+json answer of
+// tollgate's error table for err.
+func WriteError(w http.ResponseWriter, _ *http.Request, err error) { problem.WriteError(w, err) }
 
 //go:embed assets
 var assets embed.FS
@@ -158,13 +148,14 @@ type pageData struct {
 //
 // A sign-in sets the rr_session cookie (HttpOnly, SameSite=Strict, Path=/, Secure
 // over TLS). A form post is answered 303 to the page; a JSON post 204, or 401 with
-// a problem document for a bad token. Both POSTs pass CheckOrigin first.
+// a problem document for a bad token. Both POSTs are refused when they come from
+// another origin (see RequireOrigin).
 // verify is the server's dashboard token check.
 func Handler(verify VerifyFunc, cfg Config) http.Handler {
 	if verify == nil {
 		panic("web: Handler needs a VerifyFunc")
 	}
-	h := &handler{verify: verify, cfg: cfg}
+	h := &handler{verify: verify, cfg: cfg, cop: cfg.protection()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+PagePath, h.page)
 	mux.HandleFunc("GET /account/{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -179,6 +170,7 @@ func Handler(verify VerifyFunc, cfg Config) http.Handler {
 type handler struct {
 	verify VerifyFunc
 	cfg    Config
+	cop    *http.CrossOriginProtection
 }
 
 func securityHeaders(h http.Header) {
@@ -218,7 +210,7 @@ func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 func (h *handler) asset(w http.ResponseWriter, r *http.Request) {
 	a, ok := staticAssets[r.PathValue("name")]
 	if !ok {
-		http.NotFound(w, r)
+		h.cfg.onError(w, r, ErrNotFound)
 		return
 	}
 	hd := w.Header()
@@ -237,7 +229,7 @@ func wantsJSON(r *http.Request) bool {
 }
 
 func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
-	if !CheckOrigin(r, h.cfg.AllowedOrigins) {
+	if h.cop.Check(r) != nil {
 		h.cfg.onError(w, r, ErrCrossOrigin)
 		return
 	}
@@ -298,7 +290,7 @@ func readToken(w http.ResponseWriter, r *http.Request) (string, error) {
 }
 
 func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
-	if !CheckOrigin(r, h.cfg.AllowedOrigins) {
+	if h.cop.Check(r) != nil {
 		h.cfg.onError(w, r, ErrCrossOrigin)
 		return
 	}
