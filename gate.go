@@ -290,6 +290,12 @@ func (g *Gate) Public() func(http.Handler) http.Handler {
 	}
 }
 
+// SpendAddress counts r against its client address's budget of the anonymous plan,
+// as a failed authentication does, and reports whether r may go on; when it may
+// not, r has been answered (429 with Retry-After). Use it for other credentials a
+// client may guess, such as a dashboard's session tokens.
+func (g *Gate) SpendAddress(w http.ResponseWriter, r *http.Request) bool { return g.allowAddr(w, r) }
+
 // ClientAddr returns the address of the client that sent r, as the burst limit of
 // anonymous requests sees it (see Config.TrustedProxies).
 func (g *Gate) ClientAddr(r *http.Request) netip.Addr { return ratelimit.ClientAddr(r, g.proxies) }
@@ -344,15 +350,15 @@ func (g *Gate) allow(w http.ResponseWriter, r *http.Request, bucket, kind string
 	h := w.Header()
 	switch {
 	case res.Err != nil && res.Allowed: // the store failed; fail-open
-		if r.Context().Err() != nil {
-			return false // the client is gone: nobody to serve
+		if gone(r) {
+			return false // nobody to serve
 		}
 		h.Set(hLimit, p.limit)
 		h.Set(hPolicy, p.policy)
 		g.decide(StepBurst, kind, p.name, ResultStoreError)
 		return true
 	case res.Err != nil:
-		if r.Context().Err() != nil {
+		if gone(r) {
 			return false
 		}
 		h.Set(hLimit, p.limit)
@@ -371,6 +377,10 @@ func (g *Gate) allow(w http.ResponseWriter, r *http.Request, bucket, kind string
 	g.decide(StepBurst, kind, p.name, ResultAllowed)
 	return true
 }
+
+// gone reports whether r's client has gone away. A request whose deadline passed
+// is still answered: its dependencies were too slow (503).
+func gone(r *http.Request) bool { return errors.Is(r.Context().Err(), context.Canceled) }
 
 func (g *Gate) decide(step, bucket, planName, result string) {
 	if g.observe != nil {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/session"
 	"github.com/releaseradar/tollgate/entitlement"
@@ -44,6 +45,7 @@ var settings = func() []setting {
 		setting{"RR_STRIPE_LIVEMODE", "stripe-livemode", "false", "true to accept live-mode events instead of test-mode ones"},
 		setting{"RR_SESSION_SECRET", "session-secret", "", "HMAC secret of dashboard tokens (at least 32 bytes); generated once and kept in the database when unset"},
 		setting{"RR_LOG_FORMAT", "log-format", "text", "text or json"},
+		setting{"RR_REQUEST_TIMEOUT", "request-timeout", "10s", "how long a request may wait on the database or Redis before it is answered 503 (Go duration)"},
 	)
 }()
 
@@ -63,6 +65,8 @@ type config struct {
 	Livemode       bool
 	SessionSecret  []byte // nil: kept in the database
 	LogFormat      string
+	// RequestTimeout bounds the time a request may spend waiting on dependencies.
+	RequestTimeout time.Duration
 }
 
 // settingError names the variable whose value is wrong.
@@ -197,6 +201,11 @@ func loadConfig(lookup func(env string) string) (config, error) {
 			return config{}, bad("RR_SESSION_SECRET", "must be at least %d bytes long", session.MinSecretLen)
 		}
 		c.SessionSecret = []byte(s)
+	}
+	if d, err := time.ParseDuration(get("RR_REQUEST_TIMEOUT")); err != nil || d <= 0 {
+		return config{}, bad("RR_REQUEST_TIMEOUT", "want a positive Go duration such as 10s")
+	} else {
+		c.RequestTimeout = d
 	}
 	switch c.LogFormat {
 	case "text", "json":

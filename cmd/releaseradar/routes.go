@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"net/http"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/rs/cors"
@@ -69,7 +71,18 @@ func (s *server) handler() http.Handler {
 		ExposedHeaders:   tollgate.ExposedHeaders,
 		MaxAge:           600,
 	})
-	return s.obs.Handle(c.Handler(r))
+	return s.obs.Handle(c.Handler(withTimeout(s.app.cfg.RequestTimeout, r)))
+}
+
+// withTimeout bounds every request's context by d, so that a slow database or
+// Redis makes the request fail (503, from the error table) within d instead of
+// piling up.
+func withTimeout(d time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // limitBody caps the request body at n bytes; a body announced larger is refused

@@ -23,8 +23,9 @@ type Querier interface {
 type txKey struct{}
 
 type ctxTx struct {
-	db *sql.DB
-	tx *sqlx.Tx
+	db    *sql.DB
+	tx    *sqlx.Tx
+	after *[]func() // run once the transaction has committed
 }
 
 // InTx returns the transaction ctx carries on db, if any.
@@ -54,19 +55,36 @@ func Atomic(ctx context.Context, db *sqlx.DB, fn func(ctx context.Context) error
 		return fn(ctx)
 	}
 	unlock := lockWrites(db)
-	defer unlock()
+	defer func() { unlock() }()
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqldb: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	if err := fn(context.WithValue(ctx, txKey{}, ctxTx{db: db.DB, tx: tx})); err != nil {
+	var after []func()
+	if err := fn(context.WithValue(ctx, txKey{}, ctxTx{db: db.DB, tx: tx, after: &after})); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqldb: commit: %w", err)
 	}
+	unlock()
+	unlock = func() {}
+	for _, f := range after {
+		f()
+	}
 	return nil
+}
+
+// AfterCommit runs fn once the transaction ctx carries on db has committed, or at
+// once when ctx carries none; a transaction that rolls back never runs it. Stores
+// use it to tell this process's caches about a change only when it is durable.
+func AfterCommit(ctx context.Context, db *sqlx.DB, fn func()) {
+	if t, ok := ctx.Value(txKey{}).(ctxTx); ok && t.db == db.DB {
+		*t.after = append(*t.after, fn)
+		return
+	}
+	fn()
 }
 
 // Write runs fn, which writes through q, outside any transaction of ctx's or inside

@@ -3,6 +3,7 @@ package sqldb_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -146,5 +147,37 @@ func TestTune(t *testing.T) {
 	sqldb.Tune(pg)
 	if n := pg.Stats().MaxOpenConnections; n != sqldb.PostgresConns {
 		t.Errorf("PostgreSQL pool %d, want %d", n, sqldb.PostgresConns)
+	}
+}
+
+// AfterCommit runs after the outermost transaction commits, never after a rollback,
+// and at once outside a transaction.
+func TestAfterCommit(t *testing.T) {
+	t.Parallel()
+	db := testenv.SQLite(t)
+	ctx := context.Background()
+	var ran []string
+	note := func(s string) func() { return func() { ran = append(ran, s) } }
+	sqldb.AfterCommit(ctx, db, note("outside"))
+	err := sqldb.Atomic(ctx, db, func(ctx context.Context) error {
+		sqldb.AfterCommit(ctx, db, note("outer"))
+		_ = sqldb.Atomic(ctx, db, func(ctx context.Context) error {
+			sqldb.AfterCommit(ctx, db, note("nested"))
+			return nil
+		})
+		if len(ran) != 1 {
+			t.Errorf("ran %v before the commit", ran)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sqldb.Atomic(ctx, db, func(ctx context.Context) error {
+		sqldb.AfterCommit(ctx, db, note("rolled back"))
+		return errors.New("roll back")
+	})
+	if got := strings.Join(ran, ","); got != "outside,outer,nested" {
+		t.Errorf("ran %s", got)
 	}
 }
