@@ -8,6 +8,7 @@ import (
 
 	"github.com/releaseradar/tollgate"
 	"github.com/releaseradar/tollgate/internal/problem"
+	"github.com/releaseradar/tollgate/ratelimit"
 )
 
 // Errors of the server's own routing. Their answers, like every other error's,
@@ -32,6 +33,8 @@ var (
 // it is answered 503.
 type errorWriter struct {
 	log *slog.Logger
+	// failed counts a failed dependency by name; nil counts nothing.
+	failed func(dependency string)
 }
 
 func (e *errorWriter) write(w http.ResponseWriter, r *http.Request, err error) {
@@ -40,9 +43,30 @@ func (e *errorWriter) write(w http.ResponseWriter, r *http.Request, err error) {
 			// The client went away; nobody reads the answer, and nothing failed.
 			err = errCanceled
 		} else {
+			dep := dependencyOf(err)
 			e.log.ErrorContext(r.Context(), "request failed: a dependency is unavailable",
-				"method", r.Method, "path", logPath(r.URL.Path), "err", err)
+				"dependency", dep, "method", r.Method, "path", logPath(r.URL.Path), "err", err)
+			if e.failed != nil {
+				e.failed(dep)
+			}
 		}
 	}
 	tollgate.WriteError(w, r, err)
+}
+
+// Dependencies, as the logs, /readyz and releaseradar_dependency_errors_total name
+// them.
+const (
+	depDatabase = "database"
+	depRedis    = "redis"
+)
+
+// dependencyOf names the dependency a failed request waited on: the burst
+// limiter's store is Redis (it fails a request only when it fails closed);
+// everything else the server stores is in the database.
+func dependencyOf(err error) string {
+	if errors.Is(err, ratelimit.ErrUnavailable) {
+		return depRedis
+	}
+	return depDatabase
 }

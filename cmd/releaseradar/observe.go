@@ -34,6 +34,7 @@ type observer struct {
 	latency       *prometheus.HistogramVec
 	quotaRefused  *prometheus.CounterVec
 	webhookEvents *prometheus.CounterVec
+	dependencies  *prometheus.CounterVec
 	// burst holds the gate's burst decision counters, one per bucket kind, plan
 	// and result, created up front so the hot path only looks one up.
 	burst map[burstLabels]prometheus.Counter
@@ -74,7 +75,14 @@ func newObserver(log *slog.Logger, plans []string, anonymous string, reg prometh
 			Name: "releaseradar_webhook_events_total",
 			Help: "Stripe webhook events by type and outcome.",
 		}, []string{"type", "outcome"}),
+		dependencies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "releaseradar_dependency_errors_total",
+			Help: "Failures of a dependency (database, redis, stripe) seen while serving, by dependency.",
+		}, []string{"dependency"}),
 		burst: make(map[burstLabels]prometheus.Counter),
+	}
+	for _, d := range []string{depDatabase, depRedis} {
+		o.dependencies.WithLabelValues(d)
 	}
 	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_ratelimit_decisions_total",
@@ -89,7 +97,7 @@ func newObserver(log *slog.Logger, plans []string, anonymous string, reg prometh
 			}
 		}
 	}
-	reg.MustRegister(o.requests, o.latency, o.quotaRefused, o.webhookEvents, decisions,
+	reg.MustRegister(o.requests, o.latency, o.quotaRefused, o.webhookEvents, o.dependencies, decisions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return o
 }
@@ -101,12 +109,18 @@ func (o *observer) decision(d tollgate.Decision) {
 		if c := o.burst[burstLabels{d.Bucket, d.Plan, d.Result}]; c != nil {
 			c.Inc()
 		}
+		if d.Result == tollgate.ResultStoreError {
+			o.dependencyFailed(depRedis)
+		}
 	case tollgate.StepQuota:
 		if d.Result == tollgate.ResultExceeded {
 			o.quotaRefused.WithLabelValues(o.planLabel(d.Plan)).Inc()
 		}
 	}
 }
+
+// dependencyFailed counts a failure of the named dependency.
+func (o *observer) dependencyFailed(dep string) { o.dependencies.WithLabelValues(dep).Inc() }
 
 // limiterMetrics exports the burst limiter's own counters.
 func limiterMetrics(l *ratelimit.Limiter) []prometheus.Collector {

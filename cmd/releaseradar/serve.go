@@ -152,10 +152,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 func newServer(ctx context.Context, cfg config, log *slog.Logger) (*server, error) {
 	s := &server{log: log, reg: prometheus.NewRegistry()}
 	s.obs = newObserver(log, cfg.Catalog.Names(), planPublic, s.reg)
-	s.errs = &errorWriter{log: log}
+	s.errs = &errorWriter{log: log, failed: s.obs.dependencyFailed}
 
 	var counters ratelimit.Store
 	if cfg.RedisURL != "" {
+		redis.SetLogger(redisLogger{log})
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
 			return nil, &settingError{env: "RR_REDIS_URL", err: errors.New("not a valid redis:// URL")}
@@ -220,20 +221,52 @@ func (s *server) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if !s.ready.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, "shutting down")
+			fmt.Fprintln(w, "not ready: shutting down")
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := s.app.db.PingContext(ctx); err != nil {
-			s.log.Warn("readyz: database unreachable", "err", err)
+		report, ok := s.readiness(r.Context())
+		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, "database unreachable")
+			fmt.Fprint(w, "not ready\n"+report)
 			return
 		}
-		fmt.Fprintln(w, "ready")
+		fmt.Fprint(w, "ready\n"+report)
 	})
 	return mux
+}
+
+// readiness checks each dependency and reports one line for each; ok is false
+// when one the server cannot serve without (the database) is down. Redis down
+// leaves the server ready: the burst limiter fails open.
+func (s *server) readiness(ctx context.Context) (report string, ok bool) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var b strings.Builder
+	ok = true
+	if err := s.app.db.PingContext(ctx); err != nil {
+		s.log.Warn("readyz: database unreachable", "err", err)
+		b.WriteString("database: down\n")
+		ok = false
+	} else {
+		b.WriteString("database: ok\n")
+	}
+	if s.redis != nil {
+		if err := s.redis.Ping(ctx).Err(); err != nil {
+			s.log.Warn("readyz: redis unreachable", "err", err)
+			b.WriteString("redis: down (burst limits fail open)\n")
+		} else {
+			b.WriteString("redis: ok\n")
+		}
+	}
+	return b.String(), ok
+}
+
+// redisLogger sends go-redis's own log lines through the server's logger, so a
+// JSON log stays JSON during a Redis outage.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
 
 // eventRetention is how long processed webhook event IDs are kept for

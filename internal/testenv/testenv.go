@@ -140,6 +140,19 @@ func RedisURL(t testing.TB) string {
 	return need(t, RedisEnv, "Redis")
 }
 
+// RedisClient returns a new client on url (from RedisURL), closed when the test
+// ends: a second replica's connection to the same Redis.
+func RedisClient(t testing.TB, url string) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("testenv: %s: %v", RedisEnv, err)
+	}
+	c := redis.NewClient(opts)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // Redis returns a client on the test Redis server and a key prefix unique to this
 // test; keys under the prefix are deleted when the test ends.
 func Redis(t testing.TB) (*redis.Client, string) {
