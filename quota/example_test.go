@@ -124,3 +124,43 @@ func ExampleStore_put() {
 	// quota: monthly API quota exceeded
 	// used 1 of 100 until 2026-01-31 02:00:00
 }
+
+// Leases spend calls from batches reserved in the store: the store counts a batch
+// at a time, a call the handler did not serve goes back to the lease, and the
+// leftover goes back to the store when the lease idles out.
+func ExampleLeases() {
+	ctx := context.Background()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	store := memstore.New(memstore.Config{})
+	if err := store.Put(ctx, "key-1", 10_000, start); err != nil {
+		log.Fatal(err)
+	}
+	leases := quota.NewLeases(store, quota.LeaseConfig{})
+
+	// 50 calls a millisecond apart: leases of 1, 2, 4, 8, 16, 32 and 64 calls
+	// (each reserved when the one before ran low), 1% of the limit at most.
+	now := start.Add(time.Hour)
+	var u quota.Usage
+	for range 50 {
+		var err error
+		if u, err = leases.Take(ctx, "key-1", now); err != nil {
+			log.Fatal(err)
+		}
+		now = now.Add(time.Millisecond)
+	}
+	stored, _ := store.Usage(ctx, "key-1", now)
+	fmt.Println("served 50, remaining", u.Remaining(), "- the store counts", stored.Used)
+
+	leases.Refund("key-1", u) // the handler failed: no I/O, the next Take spends it
+
+	// The gate's loop runs Expire every second: a lease idle for 2 s goes back.
+	if err := leases.Expire(ctx, now.Add(2*time.Second)); err != nil {
+		log.Fatal(err)
+	}
+	stored, _ = store.Usage(ctx, "key-1", now)
+	st := leases.Stats()
+	fmt.Println("after Expire the store counts", stored.Used, "-", st.Reservations, "reservations,", st.Releases, "release")
+	// Output:
+	// served 50, remaining 9950 - the store counts 112
+	// after Expire the store counts 49 - 7 reservations, 1 release
+}

@@ -66,7 +66,7 @@ func Atomic(ctx context.Context, db *sqlx.DB, fn func(ctx context.Context) error
 		return err
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqldb: commit: %w", err)
+		return &CommitError{Err: err}
 	}
 	unlock()
 	unlock = func() {}
@@ -75,6 +75,16 @@ func Atomic(ctx context.Context, db *sqlx.DB, fn func(ctx context.Context) error
 	}
 	return nil
 }
+
+// CommitError is Atomic's error when COMMIT itself failed: the connection may have
+// broken after the database committed and before its answer arrived, so whether
+// the transaction took effect is unknown. A caller whose writes must not be lost
+// or applied twice records something it can look up later (a token) in the
+// transaction, and looks it up.
+type CommitError struct{ Err error }
+
+func (e *CommitError) Error() string { return "sqldb: commit: " + e.Err.Error() }
+func (e *CommitError) Unwrap() error { return e.Err }
 
 // AfterCommit runs fn once the transaction ctx carries on db has committed, or at
 // once when ctx carries none; a transaction that rolls back never runs it. Stores

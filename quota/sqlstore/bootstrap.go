@@ -76,6 +76,19 @@ func (s *Store) bootstrap(ctx context.Context) error {
 		return fmt.Errorf("create: %w", err)
 	}
 
+	j := quoted(s.cfg.Journal)
+	if _, err := q.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+j+` (
+	token TEXT PRIMARY KEY,
+	quota_id TEXT NOT NULL,
+	calls BIGINT NOT NULL,
+	created_at TIMESTAMP NOT NULL
+)`); err != nil {
+		return fmt.Errorf("create journal: %w", err)
+	}
+	if _, err := q.ExecContext(ctx, "CREATE INDEX IF NOT EXISTS "+quoted(s.cfg.Journal+"_created")+" ON "+j+" (created_at)"); err != nil {
+		return fmt.Errorf("index journal: %w", err)
+	}
+
 	have, err := columnTypes(ctx, q, t)
 	if err != nil {
 		return err

@@ -21,12 +21,15 @@ package sqlstore
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -52,6 +55,14 @@ type Config struct {
 	// limit column get (0 by default: no calls until Put). It must not be
 	// negative. Rows inserted later without a limit get 0.
 	DefaultLimit int64
+	// Journal names the table where every reservation and release records a
+	// token in its own transaction, so that one whose COMMIT lost its answer can
+	// be looked up (Confirm) rather than guessed at: see Store. Zero means
+	// "quota_journal". Tokens older than an hour are pruned.
+	Journal string
+	// Now is the clock that dates the journal's tokens (the quota's own times are
+	// the callers'); nil means time.Now.
+	Now func() time.Time
 }
 
 // Columns names the columns of a quota. A zero field means the default name, given
@@ -67,6 +78,9 @@ type Columns struct {
 // The defaults of Config.Table and Config.Columns: the api_keys table's quota
 // columns.
 const defaultTable = "api_keys"
+
+// defaultJournal is the default of Config.Journal.
+const defaultJournal = "quota_journal"
 
 var defaultColumns = Columns{
 	ID:         "id",
@@ -87,9 +101,17 @@ var identifier = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 // Transactions: when ctx carries a transaction on the Store's database (one that
 // apikey/sqlstore's Store.Atomic began, as the gate's key issue does), every
 // method runs inside it, and its writes commit or roll back with it. Otherwise
-// each method is its own atomic statement (Put: at most three), on statements
-// prepared once; on SQLite writes queue for the database's write lock in the
-// process rather than in SQLite's busy handler.
+// Put is its own atomic statement (at most three), and Reserve and Release each
+// run in a transaction of their own that also writes a token to the journal
+// (Config.Journal). That is what makes them safe against a connection that breaks
+// at the wrong moment: database/sql replays a lone statement on a new connection
+// when the driver reports the old one broken, even one PostgreSQL had committed
+// (lib/pq does so when the answer is lost), which would count calls twice; it
+// replays nothing inside a transaction. When the COMMIT itself loses its answer,
+// the store looks the token up; if it cannot (the database is down), it returns
+// a *quota.InDoubtError, which Confirm settles later (quota.Leases does). On
+// SQLite writes queue for the database's write lock in the process rather than in
+// SQLite's busy handler.
 type Store struct {
 	db    *sqlx.DB
 	cycle time.Duration
@@ -101,9 +123,13 @@ type Store struct {
 	// table exists, and live as long as db.
 	mu       sync.Mutex
 	prepared *[numStmts]*sqlx.NamedStmt
+	pruned   atomic.Int64 // unix nanoseconds of the journal's last pruning
 }
 
-var _ quota.Store = (*Store)(nil)
+var (
+	_ quota.Store     = (*Store)(nil)
+	_ quota.Confirmer = (*Store)(nil)
+)
 
 // The Store's statements, indexes of Store.sql.
 const (
@@ -112,10 +138,13 @@ const (
 	releaseStmt
 	putUpdateStmt
 	putInsertStmt
+	journalStmt
+	confirmStmt
+	pruneStmt
 	numStmts
 )
 
-var stmtNames = [numStmts]string{"reserve", "read", "release", "put update", "put insert"}
+var stmtNames = [numStmts]string{"reserve", "read", "release", "put update", "put insert", "journal", "confirm", "prune"}
 
 // New returns a Store on db, a PostgreSQL (lib/pq, pgx) or SQLite
 // (modernc.org/sqlite) handle; run Bootstrap before its first use. Unless the
@@ -150,6 +179,15 @@ func check(cfg Config) (Config, error) {
 		{"Columns.Used", &c.Used, defaultColumns.Used},
 		{"Columns.CycleStart", &c.CycleStart, defaultColumns.CycleStart},
 		{"Columns.Granted", &c.Granted, defaultColumns.Granted},
+	}
+	if cfg.Journal == "" {
+		cfg.Journal = defaultJournal
+	}
+	if !identifier.MatchString(cfg.Journal) {
+		return cfg, fmt.Errorf("quota/sqlstore: config: Journal %q is not a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 bytes)", cfg.Journal)
+	}
+	if cfg.Journal == cfg.Table || (cfg.Table == "" && cfg.Journal == defaultTable) {
+		return cfg, fmt.Errorf("quota/sqlstore: config: Journal and Table are both %q", cfg.Journal)
 	}
 	seen := make(map[string]string, len(names))
 	for i, n := range names {
@@ -219,7 +257,7 @@ func statements(cfg Config) [numStmts]string {
 		start = quoted(cfg.Columns.CycleStart)
 		grant = quoted(cfg.Columns.Granted)
 	)
-	r := strings.NewReplacer("{T}", t, "{ID}", id, "{L}", limit, "{U}", used, "{S}", start, "{G}", grant)
+	r := strings.NewReplacer("{T}", t, "{ID}", id, "{L}", limit, "{U}", used, "{S}", start, "{G}", grant, "{J}", quoted(cfg.Journal))
 	return [numStmts]string{
 		reserveStmt: r.Replace(`UPDATE {T} SET
 	{S} = CASE WHEN {S} <= :due THEN :now ELSE {S} END,
@@ -243,6 +281,9 @@ RETURNING {L}, {U}, {S}, {G}`),
 WHERE {ID} = :id AND {S} IN (:start, :legacy)`),
 		putUpdateStmt: r.Replace(`UPDATE {T} SET {L} = :limit, {U} = 0, {S} = :start, {G} = 0 WHERE {ID} = :id`),
 		putInsertStmt: r.Replace(`INSERT INTO {T} ({ID}, {L}, {U}, {S}, {G}) VALUES (:id, :limit, 0, :start, 0) ON CONFLICT DO NOTHING`),
+		journalStmt:   r.Replace(`INSERT INTO {J} (token, quota_id, calls, created_at) VALUES (:token, :id, :calls, :now)`),
+		confirmStmt:   r.Replace(`SELECT COUNT(*) FROM {J} WHERE token = :token`),
+		pruneStmt:     r.Replace(`DELETE FROM {J} WHERE created_at < :before`),
 	}
 }
 
@@ -391,14 +432,31 @@ func (s *Store) Reserve(ctx context.Context, id string, n int64, now time.Time) 
 		var (
 			limit, used, granted int64
 			start                sqldb.Time
+			token                = newToken()
 		)
-		err := sqldb.Write(ctx, s.db, func(q sqldb.Querier) error {
-			return s.queryRow(ctx, q, reserveStmt, arg, &limit, &used, &start, &granted)
+		// Its own transaction, with a token in the journal: database/sql replays
+		// a statement on a fresh connection when the driver reports the old one
+		// bad, even after PostgreSQL committed it (lib/pq does so when the answer
+		// is lost), which would grant the calls twice; inside a transaction
+		// nothing is replayed, and a COMMIT whose answer is lost is looked up.
+		err := sqldb.Atomic(ctx, s.db, func(ctx context.Context) error {
+			q := sqldb.Q(ctx, s.db)
+			if err := s.queryRow(ctx, q, reserveStmt, arg, &limit, &used, &start, &granted); err != nil {
+				return err
+			}
+			return s.record(ctx, q, token, id, granted)
 		})
-		if err == nil {
-			return granted, s.usage(limit, used, start.Time), nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
+		u := s.usage(limit, used, start.Time)
+		var commit *sqldb.CommitError
+		switch {
+		case err == nil:
+			return granted, u, nil
+		case errors.As(err, &commit):
+			if err := s.resolve(ctx, token, granted, start.Time, false, err); err != nil {
+				return 0, quota.Usage{}, err
+			}
+			return granted, u, nil
+		case !errors.Is(err, sql.ErrNoRows):
 			return 0, quota.Usage{}, wrap(err, "reserve")
 		}
 		u, more, err := s.current(ctx, id, now)
@@ -409,6 +467,68 @@ func (s *Store) Reserve(ctx context.Context, id string, n int64, now time.Time) 
 	// The row kept changing under us; report it as refused rather than spin.
 	u, _, err := s.current(ctx, id, now)
 	return 0, u, err
+}
+
+// newToken returns a random token naming one reservation or release.
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// pruneEvery is how often the journal loses its tokens older than pruneAfter.
+const (
+	pruneEvery = time.Minute
+	pruneAfter = time.Hour
+)
+
+// record writes token to the journal in the transaction q is, and now and then
+// prunes old tokens there too.
+func (s *Store) record(ctx context.Context, q sqldb.Querier, token, id string, calls int64) error {
+	now := time.Now()
+	if s.cfg.Now != nil {
+		now = s.cfg.Now()
+	}
+	if _, err := s.exec(ctx, q, journalStmt, map[string]any{"token": token, "id": id, "calls": calls, "now": sqldb.T(now)}); err != nil {
+		return err
+	}
+	if last := s.pruned.Load(); now.UnixNano()-last >= int64(pruneEvery) && s.pruned.CompareAndSwap(last, now.UnixNano()) {
+		if _, err := s.exec(ctx, q, pruneStmt, map[string]any{"before": sqldb.T(now.Add(-pruneAfter))}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resolve settles a change whose COMMIT failed (commitErr): it asks the journal
+// whether token was committed. nil means it was; an error means it was not (the
+// change did not happen) or, as a *quota.InDoubtError, that nobody can tell yet.
+func (s *Store) resolve(ctx context.Context, token string, calls int64, start time.Time, release bool, commitErr error) error {
+	what := "reserve"
+	if release {
+		what = "release"
+	}
+	applied, err := s.Confirm(context.WithoutCancel(ctx), token)
+	switch {
+	case err != nil:
+		return &quota.InDoubtError{Token: token, Calls: calls, CycleStart: start, Release: release, Err: wrap(commitErr, what)}
+	case applied:
+		return nil
+	}
+	return wrap(commitErr, what)
+}
+
+// Confirm implements quota.Confirmer: whether the reservation or release named
+// by token committed. Tokens are kept an hour.
+func (s *Store) Confirm(ctx context.Context, token string) (bool, error) {
+	if s.err != nil {
+		return false, s.err
+	}
+	var n int
+	if err := s.queryRow(ctx, sqldb.Q(ctx, s.db), confirmStmt, map[string]any{"token": token}, &n); err != nil {
+		return false, wrap(err, "confirm")
+	}
+	return n > 0, nil
 }
 
 // Release implements quota.Store in one UPDATE, atomic as Reserve's. When it
@@ -428,12 +548,21 @@ func (s *Store) Release(ctx context.Context, id string, n int64, cycleStart time
 	}
 	arg := map[string]any{"id": id, "n": n, "start": start, "legacy": legacy}
 	var rows int64
-	err := sqldb.Write(ctx, s.db, func(q sqldb.Querier) error {
+	token := newToken()
+	// Its own transaction with a token, for the reasons Reserve's is: a replayed
+	// release would give calls back twice.
+	err := sqldb.Atomic(ctx, s.db, func(ctx context.Context) error {
+		q := sqldb.Q(ctx, s.db)
 		var err error
-		rows, err = s.exec(ctx, q, releaseStmt, arg)
-		return err
+		if rows, err = s.exec(ctx, q, releaseStmt, arg); err != nil || rows == 0 {
+			return err
+		}
+		return s.record(ctx, q, token, id, -n)
 	})
+	var commit *sqldb.CommitError
 	switch {
+	case errors.As(err, &commit):
+		return s.resolve(ctx, token, n, cycleStart, true, err)
 	case err != nil:
 		return wrap(err, "release")
 	case rows > 0:

@@ -666,3 +666,59 @@ func TestTune(t *testing.T) {
 		t.Errorf("a bounded pool: MaxOpenConnections %d after New, want the application's 2", got)
 	}
 }
+
+// TestJournal: every reservation and release that changes a quota records a token
+// in its own transaction (Confirm finds it), refusals record none, and tokens older
+// than an hour are pruned.
+func TestJournal(t *testing.T) {
+	t.Parallel()
+	testenv.DB(t, func(t *testing.T, db *sqlx.DB) {
+		ctx := context.Background()
+		start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+		clock := start
+		cfg := dedicated
+		cfg.Now = func() time.Time { return clock }
+		s := bootstrapped(t, db, cfg)
+		if err := s.Put(ctx, "j", 2, start); err != nil {
+			t.Fatal(err)
+		}
+		count := func() (n int) {
+			t.Helper()
+			if err := db.Get(&n, `SELECT COUNT(*) FROM quota_journal`); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		for range 3 { // two granted, one refused
+			if _, _, err := s.Reserve(ctx, "j", 1, start.Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Release(ctx, "j", 1, start); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(); n != 3 {
+			t.Fatalf("%d tokens, want 3 (two reservations, one release)", n)
+		}
+		var tokens []string
+		if err := db.Select(&tokens, `SELECT token FROM quota_journal`); err != nil {
+			t.Fatal(err)
+		}
+		for _, tok := range tokens {
+			if ok, err := s.Confirm(ctx, tok); err != nil || !ok {
+				t.Errorf("Confirm(%s) = %v, %v; want true", tok, ok, err)
+			}
+		}
+		if ok, err := s.Confirm(ctx, "never-written"); err != nil || ok {
+			t.Errorf("Confirm of an unknown token = %v, %v; want false", ok, err)
+		}
+		// A release two hours later prunes the old tokens.
+		clock = start.Add(2 * time.Hour)
+		if err := s.Release(ctx, "j", 1, start); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(); n != 1 {
+			t.Fatalf("%d tokens after pruning, want 1 (the newest)", n)
+		}
+	})
+}
