@@ -15,6 +15,22 @@
 // table, answered by the gate (401 ErrMissing, 403 ErrInvalid, 402
 // ErrUpgradeRequired, 409 ErrActiveExists and ErrNoActiveKey, 404 ErrNotFound);
 // any other error from a Store is a failed dependency (503).
+//
+// # Cache and revocation
+//
+// An Authenticator keeps what the store said of each hash it looked up (the
+// principal, "revoked" or "unknown") in a bounded LRU, so that a request with a
+// known key costs a hash and a map lookup, and a flood of made-up keys costs one
+// store lookup per distinct key at most. It forgets a key when told that it
+// changed: a store that implements Changes (memstore, apikey/sqlstore) tells it
+// of this process's changes after they commit; apikey/pqnotify tells it of every
+// process's changes on PostgreSQL. Whether such a channel covers every change
+// is the Authenticator's channel state (SetChannel): while it is up, entries live
+// CacheConfig.TTL (30 s), a backstop; while it is down (the default, a SQLite
+// file another process also writes, a PostgreSQL listener that lost its
+// connection), no entry older than FallbackTTL (1 s) is served. So a revoked or
+// rotated-away key is refused by this process at once, and by every other
+// process within a moment with a channel, within FallbackTTL without one.
 package apikey
 
 import (
@@ -150,6 +166,25 @@ type Store interface {
 	// LastUsedAt becomes the given time unless it is later already. Unknown IDs
 	// are skipped. The gate calls it in batches, never once a request.
 	Touch(ctx context.Context, used map[string]time.Time) error
+}
+
+// Changes is implemented by stores that announce key changes after they commit.
+//
+// Watch registers fn and returns the function that unregisters it. The store
+// calls fn with the hashes of the keys a change created or revoked (Create,
+// Revoke, RevokeUser, Rotate: the old key's hash and the new one's), once the
+// change is durable: at once for a change made outside a transaction, after the
+// commit for one made inside it, never for one rolled back nor for a call that
+// changed nothing. It never calls fn with an empty list. fn runs in the goroutine
+// that made the change, before that call returns (or before the transaction's
+// commit returns); it must be quick, must not keep or modify the slice, and may
+// call the store. Watchers see the changes of this process only; across
+// processes, see apikey/sqlstore (PostgreSQL NOTIFY) and apikey/pqnotify.
+//
+// NewAuthenticator watches a store that implements Changes, so that its cache
+// forgets a changed key at once.
+type Changes interface {
+	Watch(fn func(hashes []string)) (stop func())
 }
 
 // Generate returns a new raw key and its hash. The key is prefix followed by 43

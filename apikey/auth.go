@@ -2,6 +2,7 @@ package apikey
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -18,21 +19,38 @@ type Config struct {
 	// MaxKeyLength is the longest key accepted, after trimming; longer values are
 	// ErrInvalid without a store lookup. Zero or less means 256.
 	MaxKeyLength int
+	// Cache sizes and times the cache of verified keys; the zero value is a cache
+	// of 65536 entries (see CacheConfig).
+	Cache CacheConfig
 }
 
+// errRevokedKey is what Authenticate returns for a revoked key.
+var errRevokedKey = fmt.Errorf("%w: %w", ErrInvalid, ErrRevoked)
+
 // Authenticator turns raw keys into principals by looking their hashes up in a
-// Store. It is safe for concurrent use; the zero value is not usable, call
-// NewAuthenticator.
+// Store, through a cache (see CacheConfig). It is safe for concurrent use; the
+// zero value is not usable, call NewAuthenticator.
 type Authenticator struct {
 	store  Store
 	maxLen int
+	cache  *cache // nil: off
+	state  channelState
 }
 
-// NewAuthenticator returns an Authenticator that looks keys up in s.
+// NewAuthenticator returns an Authenticator that looks keys up in s. If s
+// implements Changes, the Authenticator watches it for as long as s lives, and
+// forgets each key that s announces changed. Its change channel starts down (see
+// SetChannel). A cache keeps two sweeper goroutines of its LRU library (golang-
+// lru's expirable LRU, which cannot stop them) for the life of the process: make
+// one Authenticator per store, at start-up.
 func NewAuthenticator(s Store, cfg Config) *Authenticator {
 	a := &Authenticator{store: s, maxLen: cfg.MaxKeyLength}
 	if a.maxLen <= 0 {
 		a.maxLen = defaultMaxKeyLength
+	}
+	a.cache = newCache(cfg.Cache, &a.state)
+	if ch, ok := s.(Changes); ok && a.cache != nil {
+		ch.Watch(func(hashes []string) { a.Forget(hashes...) })
 	}
 	return a
 }
@@ -42,8 +60,13 @@ func NewAuthenticator(s Store, cfg Config) *Authenticator {
 // ErrInvalid, without a store lookup, for a key that is too long or holds anything
 // but printable ASCII, and after the lookup for an unknown key or a revoked one
 // (then the error also matches ErrRevoked); otherwise the store's error, wrapped
-// (a failed dependency). No error holds the raw key. The principal's QuotaID is
-// the key's, or its ID for a store that reports none.
+// (a failed dependency), which is never cached. No error holds the raw key. The
+// principal's QuotaID is the key's, or its ID for a store that reports none.
+//
+// Answers come from the cache while its entry is fresh (see CacheConfig); a miss
+// looks the hash up in the store, one lookup for all the concurrent misses of one
+// key. Call it with a context that carries no uncommitted transaction on the
+// store: what it reads is cached.
 func (a *Authenticator) Authenticate(ctx context.Context, raw string) (Principal, error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
@@ -52,20 +75,58 @@ func (a *Authenticator) Authenticate(ctx context.Context, raw string) (Principal
 	if len(raw) > a.maxLen || !printableASCII(raw) {
 		return Principal{}, ErrInvalid
 	}
-	k, err := a.store.ByHash(ctx, Hash(raw))
+	var e entry
+	var err error
+	if c := a.cache; c != nil {
+		sum := digest(raw)
+		var ok bool
+		if e, ok = c.get(sum); !ok {
+			e, err = c.fill(ctx, a.store, sum)
+		}
+	} else {
+		a.state.misses.Add(1)
+		a.state.lookups.Add(1)
+		e, err = lookup(ctx, a.store, Hash(raw))
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("apikey: authenticate: %w", err)
+	}
+	switch e.kind {
+	case known:
+		return e.p, nil
+	case revoked:
+		return Principal{}, errRevokedKey
+	}
+	return Principal{}, ErrInvalid
+}
+
+// digest returns the SHA-256 of raw (Hash before hex) without allocating for a
+// key of up to defaultMaxKeyLength bytes: []byte(raw) would, beyond 32 bytes.
+func digest(raw string) [sha256.Size]byte {
+	var buf [defaultMaxKeyLength]byte
+	if len(raw) <= len(buf) {
+		return sha256.Sum256(buf[:copy(buf[:], raw)])
+	}
+	return sha256.Sum256([]byte(raw))
+}
+
+// lookup asks s for the key of hash and returns it as an entry (not yet timed);
+// an error is the store's, other than ErrNotFound.
+func lookup(ctx context.Context, s Store, hash string) (entry, error) {
+	k, err := s.ByHash(ctx, hash)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return Principal{}, ErrInvalid
+		return entry{kind: unknown}, nil
 	case err != nil:
-		return Principal{}, fmt.Errorf("apikey: authenticate: %w", err)
+		return entry{}, err
 	case !k.Active():
-		return Principal{}, fmt.Errorf("%w: %w", ErrInvalid, ErrRevoked)
+		return entry{kind: revoked}, nil
 	}
 	quota := k.QuotaID
 	if quota == "" {
 		quota = k.ID
 	}
-	return Principal{KeyID: k.ID, UserID: k.UserID, Hash: k.Hash, Plan: k.Plan, QuotaID: quota}, nil
+	return entry{kind: known, p: Principal{KeyID: k.ID, UserID: k.UserID, Hash: k.Hash, Plan: k.Plan, QuotaID: quota}}, nil
 }
 
 // printableASCII reports whether s holds only visible ASCII characters, the only

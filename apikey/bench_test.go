@@ -2,9 +2,11 @@ package apikey_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/releaseradar/tollgate/apikey"
 	"github.com/releaseradar/tollgate/apikey/memstore"
@@ -31,8 +33,17 @@ func BenchmarkGenerate(b *testing.B) {
 	}
 }
 
-// BenchmarkAuthenticate measures hash + lookup, what every gated request pays, on
-// each store, serially and with b.RunParallel (run with -cpu 1,2).
+// BenchmarkAuthenticate measures what every gated request pays to authenticate,
+// on each store, serially and with b.RunParallel (run with -cpu 1,2):
+//
+//   - hit: the key is in the cache (channel up), as it is for all but the first
+//     request of a key within its TTL;
+//   - negative-hit: a made-up key the cache already refused once;
+//   - miss: every entry has aged out (the clock moves past TTL between calls),
+//     so each call goes through the cache to the store and back;
+//   - off: no cache (CacheConfig.Size < 0), the store lookup alone.
+//
+// Lookups cycle through benchKeys keys.
 func BenchmarkAuthenticate(b *testing.B) {
 	stores := []struct {
 		name string
@@ -60,30 +71,64 @@ func BenchmarkAuthenticate(b *testing.B) {
 				}
 				raws[i] = raw
 			}
-			a := apikey.NewAuthenticator(s, apikey.Config{})
-			ctx := context.Background()
-			b.Run("serial", func(b *testing.B) {
-				i := 0
-				for b.Loop() {
-					if _, err := a.Authenticate(ctx, raws[i%benchKeys]); err != nil {
-						b.Fatal(err)
-					}
-					i++
-				}
-			})
-			b.Run("parallel", func(b *testing.B) {
-				var next atomic.Int64
-				b.RunParallel(func(pb *testing.PB) {
-					i := int(next.Add(1)) * 7919
-					for pb.Next() {
-						if _, err := a.Authenticate(ctx, raws[i%benchKeys]); err != nil {
+			unknown := make([]string, benchKeys)
+			for i := range unknown {
+				unknown[i], _, _ = apikey.Generate("")
+			}
+			// ticking moves past TTL at every call: every entry is stale when
+			// next read.
+			var ticks atomic.Int64
+			ticking := func() time.Time { return now.Add(time.Duration(ticks.Add(1)) * time.Minute) }
+			for _, v := range []struct {
+				name  string
+				cache apikey.CacheConfig
+				keys  []string
+				want  error
+			}{
+				{"hit", apikey.CacheConfig{}, raws, nil},
+				{"negative-hit", apikey.CacheConfig{}, unknown, apikey.ErrInvalid},
+				{"miss", apikey.CacheConfig{Now: ticking}, raws, nil},
+				{"off", apikey.CacheConfig{Size: -1}, raws, nil},
+			} {
+				b.Run(v.name, func(b *testing.B) {
+					a := apikey.NewAuthenticator(s, apikey.Config{Cache: v.cache})
+					a.SetChannel(true)
+					ctx := context.Background()
+					check := func(err error) bool {
+						if v.want == nil && err != nil || v.want != nil && !errors.Is(err, v.want) {
 							b.Error(err)
-							return
+							return false
 						}
-						i++
+						return true
 					}
+					for _, raw := range v.keys { // warm the cache
+						_, _ = a.Authenticate(ctx, raw)
+					}
+					b.Run("serial", func(b *testing.B) {
+						b.ReportAllocs()
+						i := 0
+						for b.Loop() {
+							if _, err := a.Authenticate(ctx, v.keys[i%benchKeys]); !check(err) {
+								return
+							}
+							i++
+						}
+					})
+					b.Run("parallel", func(b *testing.B) {
+						b.ReportAllocs()
+						var next atomic.Int64
+						b.RunParallel(func(pb *testing.PB) {
+							i := int(next.Add(1)) * 7919
+							for pb.Next() {
+								if _, err := a.Authenticate(ctx, v.keys[i%benchKeys]); !check(err) {
+									return
+								}
+								i++
+							}
+						})
+					})
 				})
-			})
+			}
 		})
 	}
 }

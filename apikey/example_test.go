@@ -132,3 +132,36 @@ func ExampleCapture() {
 	// log: /search anonymous
 	// 403 refused
 }
+
+// The Authenticator answers from its cache of verified keys. memstore announces
+// its changes (apikey.Changes), which the Authenticator watches, so a revoked key
+// is refused at once; and since no other process changes a memory store, the
+// change channel may be declared up, so entries live their full TTL.
+func ExampleCacheConfig() {
+	ctx := context.Background()
+	store := memstore.New()
+	raw, k, _ := apikey.New("acme_", "user_42", "gold", time.Now())
+	if err := store.Create(ctx, &k); err != nil {
+		panic(err)
+	}
+	auth := apikey.NewAuthenticator(store, apikey.Config{Cache: apikey.CacheConfig{TTL: time.Minute}})
+	auth.SetChannel(true)
+
+	for range 3 {
+		_, _ = auth.Authenticate(ctx, raw) // one lookup, then two hits
+	}
+	_, _ = auth.Authenticate(ctx, "acme_guess") // an unknown key: cached too
+	_, _ = auth.Authenticate(ctx, "acme_guess")
+	st := auth.Stats()
+	fmt.Printf("hits %d, negative hits %d, misses %d, lookups %d, entries %d\n",
+		st.Hits, st.NegativeHits, st.Misses, st.Lookups, st.Entries)
+
+	if err := store.Revoke(ctx, k.ID, "leaked", time.Now()); err != nil {
+		panic(err)
+	}
+	_, err := auth.Authenticate(ctx, raw)
+	fmt.Println(err)
+	// Output:
+	// hits 2, negative hits 1, misses 2, lookups 2, entries 2
+	// apikey: invalid or revoked API key: apikey: key revoked
+}

@@ -3,7 +3,9 @@
 //
 // It keeps the same contract as apikey/sqlstore (package storetest checks both)
 // but has no transactions: a caller that revokes and issues keys in several calls
-// sees each take effect on its own.
+// sees each take effect on its own. It implements apikey.Changes: watchers are
+// called after each change, in the goroutine that made it, before the method
+// returns.
 package memstore
 
 import (
@@ -16,9 +18,13 @@ import (
 
 	"github.com/releaseradar/tollgate/apikey"
 	"github.com/releaseradar/tollgate/apikey/internal/keyprep"
+	"github.com/releaseradar/tollgate/apikey/internal/watch"
 )
 
-var _ apikey.Store = (*Store)(nil)
+var (
+	_ apikey.Store   = (*Store)(nil)
+	_ apikey.Changes = (*Store)(nil)
+)
 
 // errDuplicate reports a key whose ID or hash is already stored.
 var errDuplicate = errors.New("apikey/memstore: a key with that ID or hash exists")
@@ -30,6 +36,9 @@ type Store struct {
 	byID   map[string]*apikey.Key
 	byHash map[string]*apikey.Key
 	active map[string]*apikey.Key // user ID → that user's active key
+	// watchers are called after a change, outside mu, so that they may call
+	// the store.
+	watchers watch.List
 }
 
 // New returns an empty store, ready for use.
@@ -47,12 +56,24 @@ func (s *Store) Create(ctx context.Context, k *apikey.Key) error {
 		return fmt.Errorf("apikey/memstore: create: %w", err)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	err := s.create(k)
+	s.mu.Unlock()
+	if err == nil {
+		s.watchers.Notify([]string{k.Hash})
+	}
+	return err
+}
+
+// create stores k; s.mu is held for writing.
+func (s *Store) create(k *apikey.Key) error {
 	if k.Active() && s.active[k.UserID] != nil {
 		return apikey.ErrActiveExists
 	}
 	return s.insert(*k)
 }
+
+// Watch implements apikey.Changes.
+func (s *Store) Watch(fn func(hashes []string)) (stop func()) { return s.watchers.Add(fn) }
 
 // insert stores a copy of k; s.mu is held for writing.
 func (s *Store) insert(k apikey.Key) error {
@@ -111,19 +132,25 @@ func (s *Store) ListByUser(ctx context.Context, userID string) ([]apikey.Key, er
 // Revoke implements apikey.Store.
 func (s *Store) Revoke(ctx context.Context, id, reason string, now time.Time) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	k := s.byID[id]
 	if k == nil {
+		s.mu.Unlock()
 		return apikey.ErrNotFound
 	}
-	s.revoke(k, reason, now)
+	changed := s.revoke(k, reason, now)
+	hash := k.Hash
+	s.mu.Unlock()
+	if changed {
+		s.watchers.Notify([]string{hash})
+	}
 	return nil
 }
 
-// revoke revokes k if it is active; s.mu is held for writing.
-func (s *Store) revoke(k *apikey.Key, reason string, now time.Time) {
+// revoke revokes k if it is active and reports whether it was; s.mu is held for
+// writing.
+func (s *Store) revoke(k *apikey.Key, reason string, now time.Time) bool {
 	if !k.Active() {
-		return
+		return false
 	}
 	k.Status = apikey.StatusRevoked
 	k.RevokedAt = keyprep.T(now)
@@ -131,18 +158,22 @@ func (s *Store) revoke(k *apikey.Key, reason string, now time.Time) {
 	if s.active[k.UserID] == k {
 		delete(s.active, k.UserID)
 	}
+	return true
 }
 
 // RevokeUser implements apikey.Store.
 func (s *Store) RevokeUser(ctx context.Context, userID, reason string, now time.Time) ([]apikey.Key, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	k := s.active[userID]
 	if k == nil {
+		s.mu.Unlock()
 		return []apikey.Key{}, nil
 	}
 	s.revoke(k, reason, now)
-	return []apikey.Key{*k}, nil
+	out := []apikey.Key{*k}
+	s.mu.Unlock()
+	s.watchers.Notify([]string{out[0].Hash})
+	return out, nil
 }
 
 // Touch implements apikey.Store.
@@ -166,7 +197,17 @@ func (s *Store) Rotate(ctx context.Context, userID string, next *apikey.Key, now
 		return apikey.Key{}, fmt.Errorf("apikey/memstore: rotate: %w", err)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	old, err := s.rotate(userID, next, now)
+	s.mu.Unlock()
+	if err != nil {
+		return apikey.Key{}, err
+	}
+	s.watchers.Notify([]string{old.Hash, next.Hash})
+	return old, nil
+}
+
+// rotate does Rotate's work; s.mu is held for writing.
+func (s *Store) rotate(userID string, next *apikey.Key, now time.Time) (apikey.Key, error) {
 	cur := s.active[userID]
 	if cur == nil {
 		return apikey.Key{}, apikey.ErrNoActiveKey

@@ -12,3 +12,8 @@ func TestConformance(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) apikey.Store { return memstore.New() })
 }
+
+func TestChanges(t *testing.T) {
+	t.Parallel()
+	storetest.RunChanges(t, func(t *testing.T) apikey.Store { return memstore.New() })
+}

@@ -25,6 +25,21 @@
 // context (a quota's Put, a billing event). On PostgreSQL a failed statement
 // aborts the transaction, so after an error from a method (ErrActiveExists
 // included) return from Atomic's function and let it roll back.
+//
+// # Changes
+//
+// The store implements apikey.Changes: after a change commits (at once outside a
+// transaction, after Atomic's commit inside one, never when it rolls back) it
+// calls this process's watchers with the hashes of the keys it created or
+// revoked. On PostgreSQL the statement that makes the change also runs
+// pg_notify(Config.Channel, hash) for each of them, in the same transaction, so
+// that other processes learn of it exactly when it commits: apikey/pqnotify
+// listens and hands the hashes to an Authenticator's Forget. The payload is the
+// key's hash, which is what the database holds anyway. SQLite has no such
+// channel: a process that shares the file (an admin command) changes keys
+// unseen by the server's watchers, whose cache then serves them for at most its
+// FallbackTTL (keep the Authenticator's channel down, see
+// apikey.Authenticator.SetChannel).
 package sqlstore
 
 import (
@@ -41,10 +56,18 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/releaseradar/tollgate/apikey"
 	"github.com/releaseradar/tollgate/apikey/internal/keyprep"
+	"github.com/releaseradar/tollgate/apikey/internal/watch"
 	"github.com/releaseradar/tollgate/internal/sqldb"
 )
 
-var _ apikey.Store = (*Store)(nil)
+var (
+	_ apikey.Store   = (*Store)(nil)
+	_ apikey.Changes = (*Store)(nil)
+)
+
+// DefaultChannel is the PostgreSQL notification channel on which the store
+// announces changed keys when Config.Channel is empty.
+const DefaultChannel = "tollgate_keys"
 
 // Config holds a Store's optional settings. The zero value is usable.
 type Config struct {
@@ -53,14 +76,20 @@ type Config struct {
 	// plan name of letters, digits, '_', '.' and '-', or empty (the default):
 	// Bootstrap returns an error otherwise.
 	DefaultPlan string
+	// Channel is the PostgreSQL notification channel on which the store
+	// announces the hashes of changed keys (see Changes); empty means
+	// DefaultChannel. A channel name is at most 63 bytes, without NUL (Bootstrap
+	// checks it). Listeners must use the same name. SQLite ignores it.
+	Channel string
 }
 
 // Store keeps keys in the api_keys table. It is safe for concurrent use; the zero
 // value is not usable, call New.
 type Store struct {
-	db  *sqlx.DB
-	cfg Config
-	qs  queries
+	db       *sqlx.DB
+	cfg      Config
+	qs       queries
+	watchers watch.List
 	// byHash is ByHash's prepared statement, nil until first used outside a
 	// transaction.
 	byHash atomic.Pointer[sqlx.Stmt]
@@ -70,7 +99,29 @@ type Store struct {
 // Bootstrap once at start-up to create or upgrade the table.
 func New(db *sqlx.DB, cfg Config) *Store {
 	sqldb.Tune(db)
+	if cfg.Channel == "" {
+		cfg.Channel = DefaultChannel
+	}
 	return &Store{db: db, cfg: cfg, qs: newQueries(db)}
+}
+
+// Watch implements apikey.Changes.
+func (s *Store) Watch(fn func(hashes []string)) (stop func()) { return s.watchers.Add(fn) }
+
+// changed calls the watchers with hashes once the transaction ctx carries on the
+// store's database commits, or at once outside one.
+func (s *Store) changed(ctx context.Context, hashes ...string) {
+	if len(hashes) > 0 {
+		sqldb.AfterCommit(ctx, s.db, func() { s.watchers.Notify(hashes) })
+	}
+}
+
+// checkChannel reports whether name can be a PostgreSQL channel (NAMEDATALEN-1).
+func checkChannel(name string) error {
+	if len(name) > 63 || strings.IndexByte(name, 0) >= 0 {
+		return fmt.Errorf("apikey/sqlstore: notification channel %q is not a channel name (1 to 63 bytes, no NUL)", name)
+	}
+	return nil
 }
 
 // Atomic runs fn in a transaction on the store's database and commits it when fn
@@ -94,6 +145,9 @@ var planName = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 func (s *Store) Bootstrap(ctx context.Context) error {
 	if p := s.cfg.DefaultPlan; p != "" && !planName.MatchString(p) {
 		return fmt.Errorf("apikey/sqlstore: bootstrap: default plan %q is not a plan name ([A-Za-z0-9_.-]+)", p)
+	}
+	if err := checkChannel(s.cfg.Channel); err != nil {
+		return err
 	}
 	// One transaction under the schema lock, so replicas starting together
 	// change the schema one after another.
@@ -233,27 +287,65 @@ func (r row) key() apikey.Key {
 }
 
 // queries are the store's statements, rebound once for the database's placeholders.
+// On PostgreSQL the writes that change a key (insert, revoke, revokeUser) take
+// the notification channel as their last argument and notify it of each row's
+// hash in the same statement, so that the notification commits with the change
+// even outside a transaction.
 type queries struct {
 	insert, byHash, byID, listByUser, exists string
 	revoke, revokeUser, nActive, touch       string
+	notifies                                 bool
 }
 
 func newQueries(db *sqlx.DB) queries {
+	insert := `INSERT INTO api_keys (` + columns + `)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	revoke := `UPDATE api_keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?
+			WHERE id = ? AND status = 'active' RETURNING key_hash`
+	revokeUser := `UPDATE api_keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?
+			WHERE user_id = ? AND status = 'active' RETURNING ` + columns
+	pg := sqldb.IsPostgres(db)
+	if pg {
+		// A function in FROM runs once per row of r; a SELECT that names no
+		// column of it still runs it.
+		insert = `WITH r AS (` + insert + ` RETURNING key_hash)
+			SELECT r.key_hash FROM r, pg_notify(?, r.key_hash)`
+		revoke = `WITH r AS (` + revoke + `)
+			SELECT r.key_hash FROM r, pg_notify(?, r.key_hash)`
+		revokeUser = `WITH r AS (` + revokeUser + `)
+			SELECT ` + prefixed("r.", columns) + ` FROM r, pg_notify(?, r.key_hash)`
+	}
 	return queries{
-		insert: db.Rebind(`INSERT INTO api_keys (` + columns + `)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		insert:     db.Rebind(insert),
 		byHash:     db.Rebind(`SELECT ` + columns + ` FROM api_keys WHERE key_hash = ?`),
 		byID:       db.Rebind(`SELECT ` + columns + ` FROM api_keys WHERE id = ?`),
 		listByUser: db.Rebind(`SELECT ` + columns + ` FROM api_keys WHERE user_id = ? ORDER BY created_at DESC, id DESC`),
 		exists:     db.Rebind(`SELECT COUNT(*) FROM api_keys WHERE id = ?`),
-		revoke: db.Rebind(`UPDATE api_keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?
-			WHERE id = ? AND status = 'active'`),
-		revokeUser: db.Rebind(`UPDATE api_keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?
-			WHERE user_id = ? AND status = 'active' RETURNING ` + columns),
-		nActive: db.Rebind(`SELECT COUNT(*) FROM api_keys WHERE user_id = ? AND status = 'active'`),
+		revoke:     db.Rebind(revoke),
+		revokeUser: db.Rebind(revokeUser),
+		nActive:    db.Rebind(`SELECT COUNT(*) FROM api_keys WHERE user_id = ? AND status = 'active'`),
 		touch: db.Rebind(`UPDATE api_keys SET last_used_at = ?
 			WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`),
+		notifies: pg,
 	}
+}
+
+// prefixed returns the comma-separated list cols with each name prefixed.
+func prefixed(prefix, cols string) string {
+	names := strings.Split(cols, ",")
+	for i, n := range names {
+		names[i] = prefix + strings.TrimSpace(n)
+	}
+	return strings.Join(names, ", ")
+}
+
+// args appends the notification channel to a changing statement's arguments on
+// PostgreSQL.
+func (s *Store) args(args ...any) []any {
+	if s.qs.notifies {
+		return append(args, s.cfg.Channel)
+	}
+	return args
 }
 
 // Create implements apikey.Store.
@@ -261,13 +353,19 @@ func (s *Store) Create(ctx context.Context, k *apikey.Key) error {
 	if err := keyprep.ForCreate(k); err != nil {
 		return fmt.Errorf("apikey/sqlstore: create: %w", err)
 	}
-	return sqldb.Write(ctx, s.db, func(q sqldb.Querier) error { return s.insert(ctx, q, k) })
+	if err := sqldb.Write(ctx, s.db, func(q sqldb.Querier) error { return s.insert(ctx, q, k) }); err != nil {
+		return err
+	}
+	s.changed(ctx, k.Hash)
+	return nil
 }
 
+// insert inserts k (and, on PostgreSQL, notifies its hash); the caller tells the
+// watchers.
 func (s *Store) insert(ctx context.Context, q sqldb.Querier, k *apikey.Key) error {
-	_, err := q.ExecContext(ctx, s.qs.insert,
+	_, err := q.ExecContext(ctx, s.qs.insert, s.args(
 		k.ID, k.UserID, k.Hash, k.KeyPrefix, k.Last4, k.Plan, string(k.Status), k.QuotaID,
-		sqldb.T(k.CreatedAt), sqldb.T(k.LastUsedAt), sqldb.T(k.RevokedAt), k.RevokeReason)
+		sqldb.T(k.CreatedAt), sqldb.T(k.LastUsedAt), sqldb.T(k.RevokedAt), k.RevokeReason)...)
 	switch {
 	case err == nil:
 		return nil
@@ -350,13 +448,13 @@ func keys(rows []row) []apikey.Key {
 
 // Revoke implements apikey.Store.
 func (s *Store) Revoke(ctx context.Context, id, reason string, now time.Time) error {
+	var hashes []string
 	err := sqldb.Write(ctx, s.db, func(q sqldb.Querier) error {
-		res, err := q.ExecContext(ctx, s.qs.revoke, sqldb.T(now), reason, id)
-		if err != nil {
+		if err := q.SelectContext(ctx, &hashes, s.qs.revoke, s.args(sqldb.T(now), reason, id)...); err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil || n > 0 {
-			return err
+		if len(hashes) > 0 {
+			return nil
 		}
 		var n int
 		if err := q.GetContext(ctx, &n, s.qs.exists, id); err != nil {
@@ -369,6 +467,9 @@ func (s *Store) Revoke(ctx context.Context, id, reason string, now time.Time) er
 	})
 	if err != nil && !errors.Is(err, apikey.ErrNotFound) {
 		return fmt.Errorf("apikey/sqlstore: revoke: %w", err)
+	}
+	if err == nil {
+		s.changed(ctx, hashes...)
 	}
 	return err
 }
@@ -400,12 +501,17 @@ func (s *Store) Touch(ctx context.Context, used map[string]time.Time) error {
 func (s *Store) RevokeUser(ctx context.Context, userID, reason string, now time.Time) ([]apikey.Key, error) {
 	var rows []row
 	err := sqldb.Write(ctx, s.db, func(q sqldb.Querier) error {
-		return q.SelectContext(ctx, &rows, s.qs.revokeUser, sqldb.T(now), reason, userID)
+		return q.SelectContext(ctx, &rows, s.qs.revokeUser, s.args(sqldb.T(now), reason, userID)...)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("apikey/sqlstore: revoke user: %w", err)
 	}
 	out := keys(rows)
+	hashes := make([]string, len(out))
+	for i, k := range out {
+		hashes[i] = k.Hash
+	}
+	s.changed(ctx, hashes...)
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
 			return out[i].CreatedAt.After(out[j].CreatedAt)
@@ -436,6 +542,9 @@ func (s *Store) Rotate(ctx context.Context, userID string, next *apikey.Key, now
 	var inner error
 	err := sqldb.Atomic(ctx, s.db, func(ctx context.Context) error {
 		old, inner = s.rotate(ctx, sqldb.Q(ctx, s.db), userID, next, now)
+		if inner == nil {
+			s.changed(ctx, old.Hash, next.Hash)
+		}
 		return inner
 	})
 	switch {
@@ -450,7 +559,7 @@ func (s *Store) Rotate(ctx context.Context, userID string, next *apikey.Key, now
 func (s *Store) rotate(ctx context.Context, q sqldb.Querier, userID string, next *apikey.Key, now time.Time) (apikey.Key, error) {
 	var r row
 	for attempt := 1; ; attempt++ {
-		err := q.GetContext(ctx, &r, s.qs.revokeUser, sqldb.T(now), keyprep.RotateReason, userID)
+		err := q.GetContext(ctx, &r, s.qs.revokeUser, s.args(sqldb.T(now), keyprep.RotateReason, userID)...)
 		if err == nil {
 			break
 		}

@@ -89,3 +89,17 @@ func TestConformance(t *testing.T) {
 		})
 	}
 }
+
+// TestChanges runs the Changes suite on both databases.
+func TestChanges(t *testing.T) {
+	t.Parallel()
+	for backend, newDB := range map[string]func(t testing.TB) *sqlx.DB{
+		"sqlite":   func(t testing.TB) *sqlx.DB { return testenv.SQLite(t) },
+		"postgres": func(t testing.TB) *sqlx.DB { return testenv.Postgres(t) },
+	} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			storetest.RunChanges(t, func(t *testing.T) apikey.Store { return open(t, newDB(t)) })
+		})
+	}
+}

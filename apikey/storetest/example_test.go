@@ -108,7 +108,10 @@ func Example() {
 	if err := keys.Create(ctx, &k); err != nil {
 		panic(err)
 	}
-	auth := apikey.NewAuthenticator(keys, apikey.Config{})
+	// The Authenticator's own cache is off, so that every request reaches the
+	// store (a store that does not implement apikey.Changes would leave a revoked
+	// key in that cache for up to a FallbackTTL).
+	auth := apikey.NewAuthenticator(keys, apikey.Config{Cache: apikey.CacheConfig{Size: -1}})
 	for range 3 {
 		p, err := auth.Authenticate(ctx, raw)
 		fmt.Println(p.UserID, err)

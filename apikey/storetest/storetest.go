@@ -11,6 +11,12 @@
 // revocation and what RevokeUser returns, rotation (plan and quota kept, nothing
 // changed when it fails), and concurrent creation, rotation and reading. No case
 // skips; each runs in parallel on a store of its own.
+//
+// A store that implements apikey.Changes also passes RunChanges:
+//
+//	func TestChanges(t *testing.T) {
+//		storetest.RunChanges(t, func(t *testing.T) apikey.Store { return mystore.New() })
+//	}
 package storetest
 
 import (
