@@ -69,51 +69,99 @@ func BenchmarkTake(b *testing.B) {
 	}
 }
 
-// BenchmarkAllow measures Limiter.Allow on each store: an allowed request,
-// serially and in parallel (one bucket per goroutine), and a refusal answered by
-// the deny cache. The buckets are built once, as a gate builds a key's bucket
-// from a prefix computed once per plan.
+// BenchmarkAllow measures Limiter.Allow on each store (over Redis without
+// batches, MaxBatch 1, with the default batches, and with batches of up to 64):
+// an allowed request
+// serially, in parallel with one bucket per goroutine, and in parallel on one
+// hot bucket from 16 goroutines per CPU (a busy key behind many connections);
+// and a refusal answered by the deny cache. trips/op is the store calls per
+// request: round trips, over Redis. The buckets are built once, as a gate builds
+// a key's bucket from a prefix computed once per plan.
 func BenchmarkAllow(b *testing.B) {
 	for _, s := range benchStores(b) {
-		l := newLimiter(b, s.store, ratelimit.Config{})
-		b.Run(s.name+"/allowed/serial", func(b *testing.B) {
-			b.ReportAllocs()
-			ctx := context.Background()
-			for b.Loop() {
-				if res := l.Allow(ctx, "ak:free:allow", free); !res.Allowed || res.Err != nil {
-					b.Fatal(res)
-				}
+		configs := []struct {
+			name string
+			cfg  ratelimit.Config
+		}{{s.name, ratelimit.Config{}}}
+		if _, ok := s.store.(ratelimit.BatchStore); ok {
+			configs = []struct {
+				name string
+				cfg  ratelimit.Config
+			}{
+				{s.name + "/unbatched", ratelimit.Config{MaxBatch: 1}},
+				{s.name + "/batched", ratelimit.Config{}},
+				{s.name + "/batched-64", ratelimit.Config{MaxBatch: 64}},
 			}
-		})
-		b.Run(s.name+"/allowed/parallel", func(b *testing.B) {
-			b.ReportAllocs()
-			var id atomic.Int64
-			b.RunParallel(func(pb *testing.PB) {
+		}
+		for _, c := range configs {
+			l := newLimiter(b, s.store, c.cfg)
+			// trips reports the store calls per request of the benchmark.
+			trips := func(b *testing.B, before uint64) {
+				b.ReportMetric(float64(l.Stats().StoreCalls-before)/float64(b.N), "trips/op")
+			}
+			b.Run(c.name+"/allowed/serial", func(b *testing.B) {
+				b.ReportAllocs()
 				ctx := context.Background()
-				bucket := fmt.Sprint("ak:free:allow", id.Add(1))
-				for pb.Next() {
+				bucket := fmt.Sprint("ak:free:serial-", c.name)
+				before := l.Stats().StoreCalls
+				for b.Loop() {
 					if res := l.Allow(ctx, bucket, free); !res.Allowed || res.Err != nil {
-						b.Error(res)
-						return
+						b.Fatal(res)
 					}
 				}
+				trips(b, before)
 			})
-		})
-		b.Run(s.name+"/denied/parallel", func(b *testing.B) {
-			b.ReportAllocs()
-			ctx := context.Background()
-			for range gold.Limit + 1 {
-				l.Allow(ctx, "ak:gold:exhausted", gold)
-			}
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if res := l.Allow(ctx, "ak:gold:exhausted", gold); !res.Local {
-						b.Error(res)
-						return
+			b.Run(c.name+"/allowed/parallel", func(b *testing.B) {
+				b.ReportAllocs()
+				var id atomic.Int64
+				before := l.Stats().StoreCalls
+				b.RunParallel(func(pb *testing.PB) {
+					ctx := context.Background()
+					bucket := fmt.Sprint("ak:free:parallel-", c.name, id.Add(1))
+					for pb.Next() {
+						if res := l.Allow(ctx, bucket, free); !res.Allowed || res.Err != nil {
+							b.Error(res)
+							return
+						}
 					}
-				}
+				})
+				trips(b, before)
 			})
-		})
+			b.Run(c.name+"/allowed/hot", func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetParallelism(16)
+				bucket := fmt.Sprint("ak:free:hot-", c.name)
+				before := l.Stats().StoreCalls
+				b.RunParallel(func(pb *testing.PB) {
+					ctx := context.Background()
+					for pb.Next() {
+						if res := l.Allow(ctx, bucket, free); !res.Allowed || res.Err != nil {
+							b.Error(res)
+							return
+						}
+					}
+				})
+				trips(b, before)
+			})
+			b.Run(c.name+"/denied/parallel", func(b *testing.B) {
+				b.ReportAllocs()
+				ctx := context.Background()
+				bucket := fmt.Sprint("ak:gold:exhausted-", c.name)
+				for range gold.Limit + 1 {
+					l.Allow(ctx, bucket, gold)
+				}
+				before := l.Stats().StoreCalls
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if res := l.Allow(ctx, bucket, gold); !res.Local {
+							b.Error(res)
+							return
+						}
+					}
+				})
+				trips(b, before)
+			})
+		}
 	}
 }
 

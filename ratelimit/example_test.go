@@ -35,7 +35,7 @@ func Example() {
 	// allowed true remaining 0 local false
 	// allowed false remaining 0 local false
 	// allowed false remaining 0 local true
-	// {StoreErrors:0 LocalDenials:1 DenyCacheEntries:1}
+	// {StoreErrors:0 LocalDenials:1 DenyCacheEntries:1 StoreCalls:3 Batched:0 BatchBuckets:0 BatchHeld:0}
 }
 
 // Middleware built on a Limiter, as the root tollgate package builds its gate:
@@ -99,6 +99,58 @@ func ExampleConfig_failClosed() {
 	// Output:
 	// fail closed false allowed true unavailable true
 	// fail closed true allowed false unavailable true
+}
+
+// farStore is a BatchStore standing in for Redis: it counts one window per
+// bucket on a fixed clock and counts its calls (round trips, over a network).
+type farStore struct {
+	now   time.Time
+	calls int
+	count map[string]int64
+}
+
+func (s *farStore) TakeBatch(_ context.Context, bucket string, n int64, rate ratelimit.Rate) (int64, ratelimit.Window, error) {
+	s.calls++
+	before := s.count[bucket]
+	s.count[bucket] += n
+	granted := min(max(rate.Limit-before, 0), n)
+	return granted, ratelimit.Window{
+		Limit:     rate.Limit,
+		Remaining: max(rate.Limit-s.count[bucket], 0),
+		Reset:     s.now.Add(rate.Period),
+		Reached:   s.count[bucket] > rate.Limit,
+	}, nil
+}
+
+func (s *farStore) Take(ctx context.Context, bucket string, n int64, rate ratelimit.Rate) (ratelimit.Window, error) {
+	_, w, err := s.TakeBatch(ctx, bucket, n, rate)
+	return w, err
+}
+
+// Over a BatchStore (redisstore is one) the Limiter takes a busy bucket's hits
+// in batches, growing while they are spent quickly, shrinking to single hits
+// near the limit: 100 requests cost 10 round trips, and the 1000 of the window
+// are served to the last one, never more.
+func ExampleConfig_maxBatch() {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	store := &farStore{now: now, count: map[string]int64{}}
+	l, _ := ratelimit.New(store, ratelimit.Config{Now: func() time.Time { return now }})
+	rate := ratelimit.Rate{Limit: 1000, Period: time.Minute}
+	bucket := ratelimit.KeyBucket("gold", "hash-of-the-key")
+	var res ratelimit.Result
+	for range 100 {
+		res = l.Allow(context.Background(), bucket, rate)
+	}
+	s := l.Stats()
+	fmt.Println("allowed", res.Allowed, "remaining", res.Remaining, "round trips", store.calls, "held", s.BatchHeld)
+	served := 100
+	for l.Allow(context.Background(), bucket, rate).Allowed {
+		served++
+	}
+	fmt.Println("served", served, "round trips", store.calls)
+	// Output:
+	// allowed true remaining 900 round trips 10 held 11
+	// served 1000 round trips 77
 }
 
 func ExampleParseRates() {

@@ -116,3 +116,32 @@ func (c *clock) Set(t time.Time) {
 
 // slogText returns a logger writing text lines to w.
 func slogText(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// lateCtx is a context without a deadline of its own whose deadline passes when
+// expire is called, so that a test can let it pass while a store is asked.
+type lateCtx struct {
+	context.Context
+	done    chan struct{}
+	once    sync.Once
+	expired atomic.Bool
+}
+
+func newLateCtx() *lateCtx {
+	return &lateCtx{Context: context.Background(), done: make(chan struct{})}
+}
+
+func (c *lateCtx) Done() <-chan struct{} { return c.done }
+
+func (c *lateCtx) Err() error {
+	if c.expired.Load() {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+func (c *lateCtx) expire() {
+	c.once.Do(func() {
+		c.expired.Store(true)
+		close(c.done)
+	})
+}

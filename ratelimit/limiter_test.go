@@ -77,7 +77,7 @@ func TestAllow(t *testing.T) {
 	if got := store.takes.Load(); got != 4 {
 		t.Fatalf("store asked %d times for 20 requests, want 4 (3 allowed, 1 refused)", got)
 	}
-	if got, want := l.Stats(), (ratelimit.Stats{LocalDenials: 16, DenyCacheEntries: 1}); got != want {
+	if got, want := l.Stats(), (ratelimit.Stats{LocalDenials: 16, DenyCacheEntries: 1, StoreCalls: 4}); got != want {
 		t.Errorf("Stats %+v, want %+v", got, want)
 	}
 	// Another bucket is not refused by the first one's entry.
@@ -248,20 +248,33 @@ func TestStoreBreaker(t *testing.T) {
 	}
 }
 
-// TestCanceledIsNotAFailure: a request whose context is done when the store
-// fails is refused, reports ctx's error, and neither trips the breaker nor counts
-// or logs as a store error.
+// cancelingStore is a store whose client leaves while it is asked: it cancels
+// the request's context, then fails with err, or with ctx's error when err is
+// nil (as a network client would).
+func cancelingStore(cancel context.CancelFunc, err error) *countingStore {
+	return newCountingStore(storeFunc(func(ctx context.Context, _ string, _ int64, _ ratelimit.Rate) (ratelimit.Window, error) {
+		cancel()
+		<-ctx.Done()
+		if err != nil {
+			return ratelimit.Window{}, err
+		}
+		return ratelimit.Window{}, ctx.Err()
+	}))
+}
+
+// TestCanceledIsNotAFailure: a request whose context is canceled while the
+// store is asked (its client left) is refused, reports ctx's error, and neither
+// trips the breaker nor counts or logs as a store error.
 func TestCanceledIsNotAFailure(t *testing.T) {
 	t.Parallel()
 	for _, failClosed := range []bool{false, true} {
-		flaky := newFlakyStore()
-		flaky.fail.Store(true)
-		store := newCountingStore(flaky)
 		var logs testenv.Buffer
+		var cancels []context.CancelFunc
+		store := cancelingStore(func() { cancels[len(cancels)-1]() }, nil)
 		l := newLimiter(t, store, ratelimit.Config{FailClosed: failClosed, Logger: slogText(&logs)})
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
 		for range 10 {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancels = append(cancels, cancel)
 			res := l.Allow(ctx, "ak:gold:gone", gold)
 			if res.Allowed || !errors.Is(res.Err, context.Canceled) || errors.Is(res.Err, ratelimit.ErrUnavailable) {
 				t.Fatalf("failClosed=%v: canceled request: %+v; want refused with context.Canceled", failClosed, res)
@@ -270,8 +283,8 @@ func TestCanceledIsNotAFailure(t *testing.T) {
 		if got := store.takes.Load(); got != 10 {
 			t.Errorf("failClosed=%v: store asked %d times, want 10 (the breaker stayed closed)", failClosed, got)
 		}
-		if s := l.Stats(); s.StoreErrors != 0 {
-			t.Errorf("failClosed=%v: StoreErrors %d, want 0", failClosed, s.StoreErrors)
+		if s := l.Stats(); s.StoreErrors != 0 || s.StoreCalls != 10 {
+			t.Errorf("failClosed=%v: Stats %+v, want no StoreErrors and 10 StoreCalls", failClosed, s)
 		}
 		if logs.String() != "" {
 			t.Errorf("failClosed=%v: logged %q", failClosed, logs.String())
@@ -293,15 +306,89 @@ func TestCanceledIsNotAFailure(t *testing.T) {
 	if got := l.Stats().StoreErrors; got != 3 {
 		t.Fatalf("StoreErrors %d, want the 3 that opened the breaker", got)
 	}
-	// A store that fails with an error of its own while ctx is done: Err wraps
-	// both.
+	// A store that fails with an error of its own once ctx is canceled: Err
+	// wraps both.
 	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	l = newLimiter(t, storeFunc(func(context.Context, string, int64, ratelimit.Rate) (ratelimit.Window, error) {
-		return ratelimit.Window{}, errFlaky
-	}), ratelimit.Config{})
+	l = newLimiter(t, cancelingStore(cancel, errFlaky), ratelimit.Config{})
 	if res := l.Allow(ctx, "b", gold); res.Allowed || !errors.Is(res.Err, context.Canceled) || !errors.Is(res.Err, errFlaky) {
 		t.Fatalf("%+v; want refused, matching context.Canceled and the store's error", res)
+	}
+}
+
+// TestDeadlineIsAFailure: a request whose deadline passes while the store is
+// asked is a store failure (the store was too slow for it): decided by the
+// policy, reporting ErrUnavailable and context.DeadlineExceeded, counted,
+// logged, and counted by the breaker.
+func TestDeadlineIsAFailure(t *testing.T) {
+	t.Parallel()
+	for _, failClosed := range []bool{false, true} {
+		for _, storeErr := range []error{nil, errFlaky} {
+			var logs testenv.Buffer
+			// The store answers once the deadline has passed: with ctx's error,
+			// or with one of its own (an i/o timeout, say).
+			store := newCountingStore(storeFunc(func(ctx context.Context, _ string, _ int64, _ ratelimit.Rate) (ratelimit.Window, error) {
+				ctx.(*lateCtx).expire()
+				if storeErr != nil {
+					return ratelimit.Window{}, storeErr
+				}
+				return ratelimit.Window{}, ctx.Err()
+			}))
+			l := newLimiter(t, store, ratelimit.Config{FailClosed: failClosed, Logger: slogText(&logs)})
+			what := fmt.Sprintf("failClosed=%v, store error %v", failClosed, storeErr)
+			for i := range 3 {
+				res := l.Allow(newLateCtx(), "ak:gold:slow", gold)
+				if res.Allowed == failClosed || !errors.Is(res.Err, ratelimit.ErrUnavailable) || !errors.Is(res.Err, context.DeadlineExceeded) || res.Local {
+					t.Fatalf("%s: request %d: %+v; want Allowed %v, ErrUnavailable and DeadlineExceeded", what, i+1, res, !failClosed)
+				}
+				if storeErr != nil && !errors.Is(res.Err, storeErr) {
+					t.Fatalf("%s: request %d: Err %v does not wrap the store's error", what, i+1, res.Err)
+				}
+			}
+			// Three of them opened the breaker.
+			for i := range 2 {
+				if res := l.Allow(newLateCtx(), "ak:gold:slow", gold); res.Allowed == failClosed || !errors.Is(res.Err, ratelimit.ErrUnavailable) {
+					t.Fatalf("%s: request %d, breaker open: %+v", what, i+4, res)
+				}
+			}
+			if got := store.takes.Load(); got != 3 {
+				t.Errorf("%s: store asked %d times, want 3 (then the breaker opened)", what, got)
+			}
+			if got := l.Stats().StoreErrors; got != 5 {
+				t.Errorf("%s: StoreErrors %d, want 5", what, got)
+			}
+			if out := logs.String(); strings.Count(out, "\n") != 1 || !strings.Contains(out, "limiter store failed") {
+				t.Errorf("%s: log:\n%s", what, out)
+			}
+		}
+	}
+}
+
+// TestDoneBeforeAsking: a request whose context is already done, canceled or
+// past its deadline, is refused with the context's error without asking the
+// store; nothing is counted or logged, and the breaker does not hear of it.
+func TestDoneBeforeAsking(t *testing.T) {
+	t.Parallel()
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	expired, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	for _, ctx := range []context.Context{canceled, expired} {
+		var logs testenv.Buffer
+		store := newCountingStore(memstore.New())
+		l := newLimiter(t, store, ratelimit.Config{Logger: slogText(&logs)})
+		for range 5 {
+			res := l.Allow(ctx, "ak:gold:late", gold)
+			if res.Allowed || !errors.Is(res.Err, ctx.Err()) || errors.Is(res.Err, ratelimit.ErrUnavailable) {
+				t.Fatalf("ctx %v: %+v; want refused with the context's error", ctx.Err(), res)
+			}
+		}
+		if got, s := store.takes.Load(), l.Stats(); got != 0 || s != (ratelimit.Stats{}) || logs.String() != "" {
+			t.Errorf("ctx %v: store asked %d times, Stats %+v, log %q; want nothing", ctx.Err(), got, s, logs.String())
+		}
+		// The bucket is untouched, and the breaker closed.
+		if res := l.Allow(context.Background(), "ak:gold:late", gold); !res.Allowed || res.Remaining != 2 {
+			t.Errorf("ctx %v: then a live request: %+v", ctx.Err(), res)
+		}
 	}
 }
 

@@ -34,18 +34,77 @@
 //     itself until the reset the store reported, so a flood from one key costs
 //     each replica one store call a window, not one a request. The cache holds
 //     at most Config.DenyCacheSize buckets and drops expired ones.
+//   - Batches, over a remote store (a BatchStore such as redisstore): the hits of
+//     a busy bucket are taken from the store several at a time and spent in
+//     memory, so a hot key costs a round trip per batch, not per request (see
+//     Batches below).
 //   - A failure policy: a store error never panics. By default the request is
 //     allowed without being counted (burst limits protect capacity; a monthly
 //     quota, elsewhere, guards money); with Config.FailClosed it is refused. Either
 //     way Result.Err reports the failure (it matches ErrUnavailable), the error is
 //     logged at most once a second with the number of lines suppressed, and
-//     Stats counts it. A request whose context is done when the store fails (or
-//     while the breaker is open) is not a store failure: it is refused and
-//     nothing is counted or logged.
+//     Stats counts it. A request whose deadline passes while it waits for the
+//     store is such a failure: the store was too slow for it (Err then matches
+//     context.DeadlineExceeded too, and a caller answers 503). A request whose
+//     context is canceled (its client left) is not: it is refused, nothing is
+//     counted or logged, and the breaker does not hear of it. Neither is a
+//     request whose context is already done when the store would be asked: it is
+//     refused with the context's error without asking.
 //   - A breaker: after three consecutive store errors the Limiter stops asking the
 //     store for a second and applies the policy at once, so an unreachable Redis
 //     adds no latency; then one request probes the store, and a success resumes
 //     counting.
+//
+// # Batches
+//
+// Over a BatchStore the Limiter does not ask the store once a request. For each
+// bucket it takes k hits with one TakeBatch, which counts all k in the store at
+// once, allows the request that asked, and allows the bucket's next requests in
+// this process from the k-1 it holds. Requests that arrive while a batch is being
+// taken wait for it (as many as it will hold) rather than ask the store
+// themselves; one whose deadline passes meanwhile is a store failure, as if it
+// had asked. (A request that finds the window exhausted while other takes are
+// in flight waits for the hits they may bring; if it cannot wait, it is refused
+// as limited: the store has already answered.) The rules:
+//
+//   - Never more than the limit. Every hit is counted in the store when it is
+//     taken, before it is spent, and the store grants a batch only as far as the
+//     window has room (a batch larger than what remains is granted in part), so
+//     the sum over every process of the hits allowed in a window never exceeds its
+//     limit. A batch is spent only before the Reset of the window it was taken in,
+//     which a BatchStore reports no later than the window's real end; what is left
+//     then is dropped, never carried into the next window.
+//   - Adaptive size. k starts at 1 and doubles each time a batch was spent within
+//     100ms of arriving (or demand outran it: a request found the last batch
+//     still on its way); it halves for each 100ms a batch lasted longer. k is at
+//     most Config.MaxBatch and at most a quarter of what the window had left at
+//     the bucket's last take (at least 1), so as a bucket nears its limit its
+//     batches shrink to single hits and the replicas share the last hits one
+//     request at a time.
+//   - Under-admission, bounded. Hits taken and not spent before their window
+//     ends were counted but never allowed. A process refuses a request only when
+//     it holds no hit of the bucket and none is on its way, so one process alone
+//     still serves its limit to the last hit. Across processes, a replica may
+//     refuse a bucket while another holds some of the bucket's hits: at most one
+//     batch per bucket and process, that is MaxBatch-1 hits and no more than a
+//     quarter of what remained when the batch was taken (plus, rarely, the hit of
+//     a request that gave up waiting for a batch). The same is lost, for one
+//     window, when a process exits or crashes.
+//   - Remaining is this process's view: what the store had left at the bucket's
+//     last take, plus the hits this process holds. The hits other processes hold
+//     are already subtracted (they are counted in the store); what they spent
+//     since this process's last take is not yet, so a replica's Remaining may be
+//     high by up to that much, never above the limit.
+//
+// DefaultMaxBatch is 16: on a hot bucket a request then costs 1/16 of a round
+// trip (measured: 0.0625 Redis round trips per request, serially, in parallel,
+// and on one bucket from 32 goroutines, against 1.0 without batches), 94% of
+// the round trips saved, where 64 would save only 4.7% more of them while
+// quadrupling what a replica may hold back. 15 hits at most is 2.5% of a
+// 600-per-minute limit; for small limits the quarter of what remains is the
+// tighter bound (7 of a fresh 30-per-minute window, and single hits once fewer
+// than 8 remain). MaxBatch 1 turns batching off; memstore is never batched (its
+// Take costs less than a batch's bookkeeping).
 //
 // The package writes no HTTP response: the root tollgate package turns a Result
 // into headers and answers, and maps ErrLimited (429) and ErrUnavailable (503)
@@ -54,6 +113,7 @@
 package ratelimit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -72,7 +132,8 @@ var (
 	// with ErrLimited.
 	ErrLimited = problem.New(problem.RateLimited, "ratelimit: rate limit exceeded")
 	// ErrUnavailable marks a store failure (HTTP 503): Result.Err matches it
-	// whenever the store failed or was not asked because it kept failing.
+	// whenever the store failed, was too slow for the request's deadline, or
+	// was not asked because it kept failing.
 	ErrUnavailable = problem.New(problem.Unavailable, "ratelimit: limiter store unavailable")
 )
 
@@ -119,6 +180,21 @@ type Store interface {
 	Take(ctx context.Context, bucket string, n int64, rate Rate) (Window, error)
 }
 
+// BatchStore is a Store far enough away that the Limiter takes hits from it in
+// batches (see Batches in the package comment and Config.MaxBatch): one whose
+// every Take is a round trip, such as redisstore. memstore is not one.
+type BatchStore interface {
+	Store
+	// TakeBatch adds n hits to bucket's count as Take does and reports how many
+	// of them fit within the limit: all n when the count after adding them is at
+	// most rate.Limit, else what remained before them (0 when nothing did). The
+	// hits that did not fit count as a refused Take's do. w is the window as Take
+	// reports it, except that Reset must not be after the window's real end (a
+	// store may report it earlier): the Limiter spends the granted hits only
+	// before Reset. It fails, counting nothing, when Take would.
+	TakeBatch(ctx context.Context, bucket string, n int64, rate Rate) (granted int64, w Window, err error)
+}
+
 // Config holds a Limiter's optional settings; the zero value of each field is the
 // default documented on it.
 type Config struct {
@@ -129,30 +205,43 @@ type Config struct {
 	// buckets remembered at once). 0 means DefaultDenyCacheSize; a negative
 	// value turns the cache off.
 	DenyCacheSize int
-	// Now is the clock of the deny cache, the breaker and the log throttle. It
-	// must agree with the store's clock, which is the wall clock for memstore
-	// and redisstore. nil means time.Now.
+	// Now is the clock of the deny cache, the breaker, the log throttle and
+	// batches. It must agree with the store's clock, which is the wall clock for
+	// memstore and redisstore. nil means time.Now.
 	Now func() time.Time
 	// Logger receives store errors, at most one line a second (each line counts
 	// the ones suppressed since the last). Lines name the bucket's kind (the
 	// text before its first ':', such as "ak" or "ip") and the rate, never the
 	// bucket itself. nil means slog.Default().
 	Logger *slog.Logger
+	// MaxBatch bounds the batches the Limiter takes from a BatchStore (such as
+	// redisstore) to spare round trips: up to MaxBatch hits of a bucket taken at
+	// once and spent in memory (see Batches in the package comment). 0 means
+	// DefaultMaxBatch; 1 or a negative value turns batching off. A Store that is
+	// not a BatchStore (memstore) is asked once a request whatever MaxBatch says.
+	// At most 65,536 buckets hold batches at a time; beyond that (more than as
+	// many busy buckets) a bucket is counted one request at a time.
+	MaxBatch int
 }
 
 // Result is a decision of Allow.
 //
 //   - Allowed and no Err: the request is within the limit; Window is the
-//     bucket's state with it counted.
+//     bucket's state with it counted (with batches, as this process knows it:
+//     see Batches in the package comment).
 //   - Neither Allowed nor Err: the bucket is exhausted; Window.Reached is set,
-//     Remaining is 0 and Reset says when to retry. Local reports that the deny
-//     cache answered, without asking the store.
+//     Remaining is 0 and Reset says when to retry.
 //   - Err set: nothing was counted and Window holds only Limit. Either the store
-//     failed or was not asked because it kept failing (Err matches
-//     ErrUnavailable and wraps the store's error; Allowed is true unless
-//     Config.FailClosed), or ctx was done when the store failed or would not be
-//     asked (Err matches ctx's error; Allowed is false), or the rate was invalid
-//     (Allowed is false).
+//     failed, was too slow for ctx's deadline, or was not asked because it kept
+//     failing (Err matches ErrUnavailable and wraps the store's error, and
+//     context.DeadlineExceeded when the deadline passed while the request
+//     waited; Allowed is true unless Config.FailClosed), or ctx was canceled
+//     while the store was asked, or done before it would be (Err matches ctx's
+//     error; Allowed is false), or the rate was invalid (Allowed is false).
+//
+// Local reports a decision made in memory, without waiting for the store: a
+// refusal by the deny cache or by a batch that found the window exhausted, or a
+// request allowed from a batch taken earlier.
 type Result struct {
 	Window
 	Allowed bool
@@ -163,13 +252,27 @@ type Result struct {
 // Stats are a Limiter's counters since New.
 type Stats struct {
 	// StoreErrors counts the requests decided by the failure policy: the store
-	// failed, or was not asked while the breaker was open.
+	// failed or was too slow, or was not asked while the breaker was open.
 	StoreErrors uint64
-	// LocalDenials counts the requests refused by the deny cache.
+	// LocalDenials counts the requests refused in memory, without waiting for
+	// the store (by the deny cache, or by a batch that knew the window
+	// exhausted).
 	LocalDenials uint64
 	// DenyCacheEntries is the number of buckets the deny cache holds now,
 	// including expired ones not swept yet.
 	DenyCacheEntries int
+	// StoreCalls counts the calls to the store (Take or TakeBatch): a round trip
+	// each to a remote store. StoreCalls over the requests decided is the round
+	// trips per request.
+	StoreCalls uint64
+	// Batched counts the requests allowed from batches without a store call of
+	// their own: from hits held, or from a batch another request was taking.
+	Batched uint64
+	// BatchBuckets is the number of buckets with batch state now, and BatchHeld
+	// the hits they hold, taken and not spent yet (lost if their window ends
+	// first).
+	BatchBuckets int
+	BatchHeld    int64
 }
 
 // Limiter decides, request by request, whether a bucket's burst limit allows
@@ -182,15 +285,18 @@ type Limiter struct {
 	logger     *slog.Logger
 	deny       *denyCache
 	breaker    breaker
+	batch      *batcher // nil: the store is asked once a request
 
+	storeCalls   atomic.Uint64
 	storeErrors  atomic.Uint64
 	localDenials atomic.Uint64
 	logNext      atomic.Int64 // unix nanoseconds before which store errors are not logged
 	suppressed   atomic.Int64 // store error lines not logged since the last one
 }
 
-// New returns a Limiter counting in store with cfg's settings. It fails when
-// store is nil.
+// New returns a Limiter counting in store with cfg's settings, in batches when
+// store is a BatchStore (unless cfg.MaxBatch turns them off). It fails when store
+// is nil.
 func New(store Store, cfg Config) (*Limiter, error) {
 	if store == nil {
 		return nil, errors.New("ratelimit: nil store")
@@ -213,12 +319,22 @@ func New(store Store, cfg Config) (*Limiter, error) {
 	case cfg.DenyCacheSize > 0:
 		l.deny = newDenyCache(cfg.DenyCacheSize)
 	}
+	if bs, ok := store.(BatchStore); ok {
+		maxBatch := cfg.MaxBatch
+		if maxBatch == 0 {
+			maxBatch = DefaultMaxBatch
+		}
+		if maxBatch > 1 {
+			l.batch = newBatcher(bs, int64(maxBatch))
+		}
+	}
 	return l, nil
 }
 
 // Allow counts one request in bucket at rate and returns the decision (see
 // Result). It is the hot path of every request: it allocates nothing beyond what
-// the store's Take does (a store failure costs one error value).
+// the store's Take does (a store failure costs one error value), and nothing at
+// all when a batch held in memory answers.
 func (l *Limiter) Allow(ctx context.Context, bucket string, rate Rate) Result {
 	if !rate.valid() {
 		return Result{Window: Window{Limit: rate.Limit}, Err: errInvalidRate}
@@ -228,24 +344,24 @@ func (l *Limiter) Allow(ctx context.Context, bucket string, rate Rate) Result {
 		l.localDenials.Add(1)
 		return Result{Window: w, Local: true}
 	}
+	if l.batch != nil {
+		return l.allowBatched(ctx, bucket, rate, now)
+	}
+	return l.allowOne(ctx, bucket, rate, now)
+}
+
+// allowOne decides a request with a Take of its own.
+func (l *Limiter) allowOne(ctx context.Context, bucket string, rate Rate, now time.Time) Result {
+	if err := ctx.Err(); err != nil {
+		return gone(rate, err)
+	}
 	if !l.breaker.allow(now) {
-		if cerr := ctx.Err(); cerr != nil {
-			return gone(rate, cerr)
-		}
 		return l.failed(ctx, bucket, rate, errBreakerOpen, now)
 	}
+	l.storeCalls.Add(1)
 	w, err := l.store.Take(ctx, bucket, 1, rate)
 	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			// The caller is gone: its request is neither served nor evidence
-			// that the store is failing.
-			if !errors.Is(err, cerr) {
-				err = fmt.Errorf("%w (store: %w)", cerr, err)
-			}
-			return gone(rate, err)
-		}
-		l.breaker.failure(now)
-		return l.failed(ctx, bucket, rate, fmt.Errorf("%w: %w", ErrUnavailable, err), now)
+		return l.storeFailed(ctx, bucket, rate, err, now, true)
 	}
 	l.breaker.success()
 	if w.Reached {
@@ -260,6 +376,39 @@ func (l *Limiter) Allow(ctx context.Context, bucket string, rate Rate) Result {
 // error: refused, and not a store failure.
 func gone(rate Rate, err error) Result {
 	return Result{Window: Window{Limit: rate.Limit}, Err: err}
+}
+
+// storeFailed decides a request whose store call failed with err: a request
+// whose ctx was canceled meanwhile is gone (its client left: nothing is counted
+// or logged); any other, a deadline that passed included, is a store failure,
+// which trips the breaker when trip is set (the request made the call itself).
+func (l *Limiter) storeFailed(ctx context.Context, bucket string, rate Rate, err error, now time.Time, trip bool) Result {
+	cerr := ctx.Err()
+	if errors.Is(cerr, context.Canceled) {
+		if !errors.Is(err, cerr) {
+			err = fmt.Errorf("%w (store: %w)", cerr, err)
+		}
+		return gone(rate, err)
+	}
+	if trip {
+		l.breaker.failure(now)
+	}
+	if cerr != nil && !errors.Is(err, cerr) {
+		err = fmt.Errorf("%w (%w)", err, cerr)
+	}
+	return l.failed(ctx, bucket, rate, fmt.Errorf("%w: %w", ErrUnavailable, err), now)
+}
+
+// waitEnded decides a request whose ctx ended while it waited for another
+// request's store call: gone when canceled, else (its deadline passed: the
+// store was too slow for it) a store failure. The breaker hears of the call's
+// outcome from the request that made it.
+func (l *Limiter) waitEnded(ctx context.Context, bucket string, rate Rate) Result {
+	cerr := ctx.Err()
+	if cerr == nil || errors.Is(cerr, context.Canceled) {
+		return gone(rate, cmp.Or(cerr, context.Canceled))
+	}
+	return l.failed(ctx, bucket, rate, fmt.Errorf("%w: waiting for the store: %w", ErrUnavailable, cerr), l.now())
 }
 
 // failed applies the failure policy to a request whose store failed with err.
@@ -301,9 +450,12 @@ func bucketKind(bucket string) string {
 
 // Stats returns the Limiter's counters.
 func (l *Limiter) Stats() Stats {
-	return Stats{
+	s := Stats{
 		StoreErrors:      l.storeErrors.Load(),
 		LocalDenials:     l.localDenials.Load(),
 		DenyCacheEntries: l.deny.len(),
+		StoreCalls:       l.storeCalls.Load(),
 	}
+	l.batch.stats(&s, l.now())
+	return s
 }

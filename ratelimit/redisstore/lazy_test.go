@@ -60,6 +60,9 @@ func TestLazyConnect(t *testing.T) {
 			if _, err := s.Take(ctx, "b", 1, rate); !errors.Is(err, errDown) || !strings.HasPrefix(err.Error(), "redisstore: connect: ") {
 				t.Fatalf("%s: Take error %v, want the connection error", what, err)
 			}
+			if _, _, err := s.TakeBatch(ctx, "b", 2, rate); !errors.Is(err, errDown) || !strings.HasPrefix(err.Error(), "redisstore: connect: ") {
+				t.Fatalf("%s: TakeBatch error %v, want the connection error", what, err)
+			}
 		}
 	}
 	d0 := dials.Load()
@@ -89,6 +92,9 @@ func TestLazyConnect(t *testing.T) {
 		if err != nil || w.Remaining != int64(9-i) {
 			t.Fatalf("Take %d once Redis is back: %+v, %v", i+1, w, err)
 		}
+	}
+	if g, w, err := s.TakeBatch(ctx, "b", 2, rate); err != nil || g != 2 || w.Remaining != 5 {
+		t.Fatalf("TakeBatch once Redis is back: %d, %+v, %v", g, w, err)
 	}
 }
 

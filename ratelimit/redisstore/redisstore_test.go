@@ -35,13 +35,10 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) ratelimit.Store { return newStore(t) })
 }
 
-// TestReplicasShareBudget: two Limiters on two Redis clients, standing in for two
-// replicas, share one budget: 80 concurrent requests against a limit of 40 let
-// exactly 40 through.
-func TestReplicasShareBudget(t *testing.T) {
-	t.Parallel()
-	const n = 40
-	rate := ratelimit.Rate{Limit: n, Period: time.Minute}
+// replicas returns two Limiters with cfg on two Redis clients sharing one prefix,
+// standing in for two replicas.
+func replicas(t *testing.T, cfg ratelimit.Config) []*ratelimit.Limiter {
+	t.Helper()
 	c1, prefix := testenv.Redis(t)
 	c2, _ := testenv.Redis(t)
 	var limiters []*ratelimit.Limiter
@@ -50,41 +47,109 @@ func TestReplicasShareBudget(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := ratelimit.New(s, ratelimit.Config{})
+		l, err := ratelimit.New(s, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		limiters = append(limiters, l)
 	}
-	bucket := ratelimit.KeyBucket("gold", "replicas")
-	var allowed, refused atomic.Int64
+	return limiters
+}
+
+// TestReplicasShareBudget: two Limiters on two Redis clients, standing in for two
+// replicas, share one budget: concurrent requests, one each from many clients,
+// against a limit let exactly the limit through, and then both replicas refuse;
+// batching on or off.
+func TestReplicasShareBudget(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name            string
+		maxBatch        int
+		limit, requests int
+	}{
+		{"unbatched/80 on 40", 1, 40, 80},
+		{"batched/80 on 40", 0, 40, 80},
+		{"unbatched/1000 on 100", 1, 100, 1000},
+		{"batched/1000 on 100", 0, 100, 1000},
+		{"batches of 64/1000 on 100", 64, 100, 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rate := ratelimit.Rate{Limit: int64(tc.limit), Period: time.Minute}
+			limiters := replicas(t, ratelimit.Config{MaxBatch: tc.maxBatch})
+			bucket := ratelimit.KeyBucket("gold", "replicas")
+			var allowed, refused atomic.Int64
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range tc.requests {
+				wg.Go(func() {
+					<-start
+					res := limiters[i%2].Allow(context.Background(), bucket, rate)
+					switch {
+					case res.Err != nil:
+						t.Error(res.Err)
+					case res.Allowed:
+						allowed.Add(1)
+					default:
+						refused.Add(1)
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			if allowed.Load() != int64(tc.limit) || refused.Load() != int64(tc.requests-tc.limit) {
+				t.Fatalf("allowed %d, refused %d; want %d and %d", allowed.Load(), refused.Load(), tc.limit, tc.requests-tc.limit)
+			}
+			// One more on each replica: both refuse.
+			for i, l := range limiters {
+				if res := l.Allow(context.Background(), bucket, rate); res.Allowed || res.Err != nil {
+					t.Errorf("replica %d after the budget: %+v", i+1, res)
+				}
+			}
+			t.Logf("store calls %d + %d", limiters[0].Stats().StoreCalls, limiters[1].Stats().StoreCalls)
+		})
+	}
+}
+
+// TestReplicasBatch: two replicas, eight clients each requesting until refused,
+// on one hot bucket: exactly the limit is served, with far fewer round trips
+// than requests, and neither replica holds hits at the end.
+func TestReplicasBatch(t *testing.T) {
+	t.Parallel()
+	const limit = 3000
+	rate := ratelimit.Rate{Limit: limit, Period: time.Minute}
+	limiters := replicas(t, ratelimit.Config{})
+	bucket := ratelimit.KeyBucket("gold", "hot")
+	var allowed atomic.Int64
 	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range 2 * n {
+	for i := range 16 {
+		l := limiters[i%2]
 		wg.Go(func() {
-			<-start
-			res := limiters[i%2].Allow(context.Background(), bucket, rate)
-			switch {
-			case res.Err != nil:
-				t.Error(res.Err)
-			case res.Allowed:
+			for {
+				res := l.Allow(context.Background(), bucket, rate)
+				if res.Err != nil {
+					t.Error(res.Err)
+					return
+				}
+				if !res.Allowed {
+					return
+				}
 				allowed.Add(1)
-			default:
-				refused.Add(1)
 			}
 		})
 	}
-	close(start)
 	wg.Wait()
-	if allowed.Load() != n || refused.Load() != n {
-		t.Fatalf("allowed %d, refused %d; want %d and %d", allowed.Load(), refused.Load(), n, n)
+	if allowed.Load() != limit {
+		t.Fatalf("allowed %d, want exactly %d", allowed.Load(), limit)
 	}
-	// One more on each replica: both refuse.
-	for i, l := range limiters {
-		if res := l.Allow(context.Background(), bucket, rate); res.Allowed || res.Err != nil {
-			t.Errorf("replica %d after the budget: %+v", i+1, res)
-		}
+	s0, s1 := limiters[0].Stats(), limiters[1].Stats()
+	if calls := s0.StoreCalls + s1.StoreCalls; calls > limit/2 {
+		t.Errorf("%d store calls for %d requests; batching should save most", calls, limit)
 	}
+	if s0.BatchHeld != 0 || s1.BatchHeld != 0 {
+		t.Errorf("hits held after both replicas refused: %d, %d", s0.BatchHeld, s1.BatchHeld)
+	}
+	t.Logf("%d served with %d + %d store calls (%.3f round trips per request)", limit, s0.StoreCalls, s1.StoreCalls, float64(s0.StoreCalls+s1.StoreCalls)/limit)
 }
 
 // TestCounterNames: counters are Redis keys "<prefix>:<bucket>", DefaultPrefix

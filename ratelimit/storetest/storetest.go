@@ -7,10 +7,13 @@
 // (or up to a second earlier); refused Takes count; Takes of several hits are
 // granted or refused whole, far beyond the limit without overflow; invalid Takes
 // fail and count nothing; buckets are separate however alike their names; and
-// concurrent Takes are exact, each granted one seeing its own count. Most cases
-// count within one window and need no waiting; the one that watches a window end
-// uses a one-second rate and waits once, just over a second, in parallel with
-// the others.
+// concurrent Takes are exact, each granted one seeing its own count. A store that
+// is a ratelimit.BatchStore is also held to TakeBatch's contract: batches are
+// granted whole or in part, exactly, under concurrency too, on the counters Take
+// counts in, and the Reset they report is never after the window's end. Most
+// cases count within one window and need no waiting; the ones that watch a
+// window end use a one-second rate and wait, about a second (two for a
+// BatchStore's Reset), in parallel with the others.
 package storetest
 
 import (
@@ -29,7 +32,8 @@ import (
 var minute = ratelimit.Rate{Limit: 5, Period: time.Minute}
 
 // Run runs the suite. newStore returns an empty store; it is called once per
-// subtest, and the subtests run in parallel. It should fail t rather than return
+// subtest, and once more to learn whether the store is a BatchStore, and the
+// subtests run in parallel. It should fail t rather than return
 // on error.
 func Run(t *testing.T, newStore func(t *testing.T) ratelimit.Store) {
 	cases := []struct {
@@ -46,6 +50,23 @@ func Run(t *testing.T, newStore func(t *testing.T) ratelimit.Store) {
 		{"ConcurrentExact", testConcurrentExact},
 		{"ConcurrentExactN", testConcurrentExactN},
 		{"WindowEnds", testWindowEnds},
+	}
+	if _, ok := newStore(t).(ratelimit.BatchStore); ok {
+		for _, c := range []struct {
+			name string
+			f    func(t *testing.T, s ratelimit.BatchStore)
+		}{
+			{"BatchGrants", testBatchGrants},
+			{"BatchSharesCount", testBatchSharesCount},
+			{"BatchInvalid", testBatchInvalid},
+			{"BatchConcurrentExact", testBatchConcurrentExact},
+			{"BatchResetIsSafe", testBatchResetIsSafe},
+		} {
+			cases = append(cases, struct {
+				name string
+				f    func(t *testing.T, s ratelimit.Store)
+			}{c.name, func(t *testing.T, s ratelimit.Store) { c.f(t, s.(ratelimit.BatchStore)) }})
+		}
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -279,6 +300,155 @@ func testWindowEnds(t *testing.T, s ratelimit.Store) {
 	if lo, hi := before.Add(rate.Period-time.Second), after.Add(rate.Period); !next.Reset.After(lo) || next.Reset.After(hi) {
 		t.Errorf("the next window resets at %v; want within (%v, %v]", next.Reset, lo, hi)
 	}
+	if !next.Reset.After(first.Reset) {
+		t.Errorf("the next window resets at %v, not after the first's %v", next.Reset, first.Reset)
+	}
+}
+
+// takeBatch calls s.TakeBatch and fails t on error.
+func takeBatch(t *testing.T, s ratelimit.BatchStore, bucket string, n int64, rate ratelimit.Rate) (int64, ratelimit.Window) {
+	t.Helper()
+	g, w, err := s.TakeBatch(context.Background(), bucket, n, rate)
+	if err != nil {
+		t.Fatalf("TakeBatch(%q, %d, %v): %v", bucket, n, rate, err)
+	}
+	return g, w
+}
+
+// wantBatch fails t unless a TakeBatch granted granted hits and reported
+// remaining and reached.
+func wantBatch(t *testing.T, what string, g int64, w ratelimit.Window, granted, remaining int64, reached bool) {
+	t.Helper()
+	if g != granted {
+		t.Errorf("%s: granted %d, want %d", what, g, granted)
+	}
+	want(t, what, w, w.Limit, remaining, reached)
+}
+
+// testBatchGrants: a batch is granted whole while it fits, in part when it
+// crosses the limit (the rest counts as refused), and not at all after; far
+// beyond the limit it grants what remains and never wraps.
+func testBatchGrants(t *testing.T, s ratelimit.BatchStore) {
+	rate := ratelimit.Rate{Limit: 10, Period: time.Minute}
+	g, w := takeBatch(t, s, "batch", 4, rate)
+	wantBatch(t, "batch 4 of 10", g, w, 4, 6, false)
+	if w.Limit != 10 {
+		t.Errorf("Limit %d, want 10", w.Limit)
+	}
+	g, w = takeBatch(t, s, "batch", 4, rate)
+	wantBatch(t, "4 more", g, w, 4, 2, false)
+	g, w = takeBatch(t, s, "batch", 4, rate)
+	wantBatch(t, "4 more, 2 left", g, w, 2, 0, true)
+	g, w = takeBatch(t, s, "batch", 1, rate)
+	wantBatch(t, "1 after the limit", g, w, 0, 0, true)
+	want(t, "Take after the batches", take(t, s, "batch", 1, rate), 10, 0, true)
+
+	g, w = takeBatch(t, s, "batch-exact", 10, rate)
+	wantBatch(t, "the whole limit at once", g, w, 10, 0, false)
+	g, w = takeBatch(t, s, "batch-huge", math.MaxInt64, rate)
+	wantBatch(t, "far beyond the limit", g, w, 10, 0, true)
+	for i := range 3 {
+		g, w = takeBatch(t, s, "batch-huge", math.MaxInt64, rate)
+		wantBatch(t, fmt.Sprintf("far beyond the limit again (%d)", i+1), g, w, 0, 0, true)
+	}
+}
+
+// testBatchSharesCount: Take and TakeBatch count in the same counter.
+func testBatchSharesCount(t *testing.T, s ratelimit.BatchStore) {
+	rate := ratelimit.Rate{Limit: 10, Period: time.Minute}
+	want(t, "Take 3", take(t, s, "shared", 3, rate), 10, 7, false)
+	g, w := takeBatch(t, s, "shared", 3, rate)
+	wantBatch(t, "then TakeBatch 3", g, w, 3, 4, false)
+	want(t, "then Take 4", take(t, s, "shared", 4, rate), 10, 0, false)
+	g, w = takeBatch(t, s, "shared", 1, rate)
+	wantBatch(t, "then TakeBatch 1", g, w, 0, 0, true)
+}
+
+// testBatchInvalid: TakeBatch of n < 1 or at an invalid rate fails and counts
+// nothing.
+func testBatchInvalid(t *testing.T, s ratelimit.BatchStore) {
+	for _, tc := range []struct {
+		n    int64
+		rate ratelimit.Rate
+	}{
+		{0, minute},
+		{-1, minute},
+		{1, ratelimit.Rate{}},
+		{1, ratelimit.Rate{Limit: 5, Period: time.Microsecond}},
+	} {
+		if g, w, err := s.TakeBatch(context.Background(), "batch-invalid", tc.n, tc.rate); err == nil {
+			t.Errorf("TakeBatch(%d, %+v) = %d, %+v, nil; want an error", tc.n, tc.rate, g, w)
+		}
+	}
+	g, w := takeBatch(t, s, "batch-invalid", 2, minute)
+	wantBatch(t, "first valid batch", g, w, 2, 3, false)
+}
+
+// testBatchConcurrentExact: concurrent batches of 1 to 7 on a limit of 100 are
+// granted exactly 100 in all, and at most one of them in part (the one that
+// crossed the limit).
+func testBatchConcurrentExact(t *testing.T, s ratelimit.BatchStore) {
+	const limit = 100
+	rate := ratelimit.Rate{Limit: limit, Period: time.Minute}
+	var (
+		wg            sync.WaitGroup
+		mu            sync.Mutex
+		total, broken int64
+		start         = make(chan struct{})
+	)
+	for i := range 200 {
+		n := int64(1 + i%7)
+		wg.Go(func() {
+			<-start
+			g, w, err := s.TakeBatch(context.Background(), "batch-race", n, rate)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				t.Errorf("TakeBatch(%d): %v", n, err)
+			case g < 0 || g > n || (g == n) == w.Reached && g > 0:
+				t.Errorf("TakeBatch(%d) granted %d with %+v", n, g, w)
+			case g > 0 && g < n:
+				broken++
+			}
+			total += g
+		})
+	}
+	close(start)
+	wg.Wait()
+	if total != limit || broken > 1 {
+		t.Fatalf("batches on a limit of %d: %d granted in all, %d in part; want exactly %d, at most one in part", limit, total, broken, limit)
+	}
+}
+
+// testBatchResetIsSafe: TakeBatch's Reset is a period after the window opened or
+// earlier, never after the window's end: a batch answered before its Reset is
+// still in its window, and once the window ends the next batch opens another.
+func testBatchResetIsSafe(t *testing.T, s ratelimit.BatchStore) {
+	rate := ratelimit.Rate{Limit: 2, Period: time.Second}
+	before := time.Now()
+	g, first := takeBatch(t, s, "batch-reset", 1, rate)
+	after := time.Now()
+	wantBatch(t, "first batch", g, first, 1, 1, false)
+	if lo, hi := before.Add(rate.Period-time.Second), after.Add(rate.Period); !first.Reset.After(lo) || first.Reset.After(hi) {
+		t.Fatalf("Reset %v; want within (%v, %v]", first.Reset, lo, hi)
+	}
+	time.Sleep(time.Until(first.Reset.Add(-5 * time.Millisecond)))
+	g, w, err := s.TakeBatch(context.Background(), "batch-reset", 1, rate)
+	answered := time.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if answered.Before(first.Reset) {
+		// Answered before Reset, so counted before it: in the first window.
+		wantBatch(t, "a batch answered before Reset", g, w, 1, 0, false)
+	} else {
+		t.Logf("the second batch was answered %v after Reset: nothing to check", answered.Sub(first.Reset))
+	}
+	// The window ends within a second after Reset (see Window.Reset).
+	time.Sleep(time.Until(first.Reset.Add(time.Second + 20*time.Millisecond)))
+	g, next := takeBatch(t, s, "batch-reset", 1, rate)
+	wantBatch(t, "the next window's first batch", g, next, 1, 1, false)
 	if !next.Reset.After(first.Reset) {
 		t.Errorf("the next window resets at %v, not after the first's %v", next.Reset, first.Reset)
 	}
