@@ -17,6 +17,19 @@ var (
 	// ErrUnknownPlan: a plan the catalog lacks, or (for Grant) one without a
 	// monthly call limit (400).
 	ErrUnknownPlan = problem.New(problem.UnknownPlan, "entitlement: unknown plan")
+	// ErrNoCustomer: the user has no Stripe customer bound, so there is no
+	// billing account to manage (Portal; 404).
+	ErrNoCustomer = problem.New(problem.NoCustomer, "entitlement: no Stripe customer for this user")
+	// ErrBillingNotConfigured: Config.Billing.APIKey is empty, so Checkout and
+	// Portal cannot reach Stripe (503).
+	ErrBillingNotConfigured = problem.New(problem.BillingNotConfigured, "entitlement: billing not configured")
+	// ErrStripe: a request to Stripe's API failed (network, Stripe's answer). It
+	// is a failed dependency (503 with Retry-After); the wrapping error says what
+	// Stripe answered, without the API key.
+	ErrStripe = problem.New(problem.Unavailable, "entitlement: Stripe API request failed")
+	// ErrInvalidUsage: a usage record without a key or user, or with negative
+	// calls (400; a programming error of the caller).
+	ErrInvalidUsage = problem.New(problem.Invalid, "entitlement: invalid usage record")
 )
 
 // The webhook's refusals (Service.ServeHTTP answers them itself, with

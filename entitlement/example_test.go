@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -150,4 +151,93 @@ func ExampleService_ServeHTTP() {
 	// checkout.session.completed 200 {"received":true,"outcome":"granted"}
 	// checkout.session.completed 200 {"received":true,"outcome":"duplicate"}
 	// true true true
+}
+
+// stripeStandIn plays Stripe's API for the examples: it prints what it is sent and
+// answers with the object it names.
+func stripeStandIn(answer string, fields ...string) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		line := r.URL.Path
+		for _, f := range fields {
+			line += " " + f + "=" + r.Form.Get(f)
+		}
+		fmt.Println(line)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, answer)
+	}))
+}
+
+// A signed-in user asks to upgrade: Checkout returns the Stripe Checkout page to
+// send them to. The webhook then grants the plan (see ExampleService_ServeHTTP).
+func ExampleService_Checkout() {
+	stripeAPI := stripeStandIn(`{"id":"cs_test_1","object":"checkout.session","url":"https://checkout.stripe.com/c/pay/cs_test_1"}`,
+		"mode", "line_items[0][price]", "client_reference_id")
+	defer stripeAPI.Close()
+	quiet := slog.New(slog.DiscardHandler)
+	svc, err := entitlement.New(memstore.New(), entitlement.Config{
+		Catalog: plans,
+		Keys:    keyIssuer{apimem.New()},
+		Billing: entitlement.BillingConfig{
+			APIKey:     "sk_test_example",
+			Backend:    entitlement.NewStripeBackend(stripeAPI.URL, stripeAPI.Client(), quiet),
+			SuccessURL: "https://api.example/account?checkout=done",
+			CancelURL:  "https://api.example/account",
+			ReturnURL:  "https://api.example/account",
+		},
+		Logger: quiet,
+	})
+	if err != nil {
+		panic(err)
+	}
+	url, err := svc.Checkout(context.Background(), "user_42", "gold")
+	fmt.Println(url, err)
+	_, err = svc.Checkout(context.Background(), "user_42", "free") // nothing to sell
+	fmt.Println(errors.Is(err, entitlement.ErrUnknownPlan))
+	// Output:
+	// /v1/checkout/sessions mode=subscription line_items[0][price]=price_gold_monthly client_reference_id=user_42
+	// https://checkout.stripe.com/c/pay/cs_test_1 <nil>
+	// true
+}
+
+// The gate records served calls into the ledger; the Reporter bills each key's
+// closed minutes to its user's Stripe customer as meter events, and the ledger
+// and what was reported agree.
+func ExampleReporter() {
+	stripeAPI := stripeStandIn(`{"object":"billing.meter_event"}`, "event_name", "payload[stripe_customer_id]", "payload[value]", "timestamp")
+	defer stripeAPI.Close()
+	ctx := context.Background()
+	store := memstore.New() // the Service's Store, and the MeterLedger
+	ten := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	_ = store.Update(ctx, func(ctx context.Context, tx entitlement.Tx) error { // what a checkout's webhook does
+		_, err := tx.BindCustomer(ctx, entitlement.Customer{ID: "cus_1", UserID: "user_42", BoundAt: ten})
+		return err
+	})
+	_ = store.Record(ctx, "", []entitlement.UsageRecord{ // what the gate's flush does
+		{KeyID: "key_1", UserID: "user_42", Bucket: ten, Calls: 120},
+		{KeyID: "key_1", UserID: "user_42", Bucket: ten.Add(time.Minute), Calls: 80},
+	})
+	now := ten.Add(3 * time.Minute)
+	quiet := slog.New(slog.DiscardHandler)
+	r, err := entitlement.NewReporter(store, entitlement.ReporterConfig{
+		EventName: "api_calls",
+		APIKey:    "sk_test_example",
+		Backend:   entitlement.NewStripeBackend(stripeAPI.URL, stripeAPI.Client(), quiet),
+		Customers: store,
+		Now:       func() time.Time { return now },
+		Logger:    quiet,
+	})
+	if err != nil {
+		panic(err)
+	}
+	res, _ := r.ReportOnce(ctx)
+	again, _ := r.ReportOnce(ctx)
+	totals, _ := r.Totals(ctx, "user_42", ten, ten.Add(time.Hour))
+	fmt.Println("sent:", res.Sent, "then:", again.Sent)
+	fmt.Println("served:", totals[0].Served, "reported:", totals[0].Reported)
+	// Output:
+	// /v1/billing/meter_events event_name=api_calls payload[stripe_customer_id]=cus_1 payload[value]=120 timestamp=1795773600
+	// /v1/billing/meter_events event_name=api_calls payload[stripe_customer_id]=cus_1 payload[value]=80 timestamp=1795773660
+	// sent: 2 then: 0
+	// served: 200 reported: 200
 }

@@ -167,26 +167,29 @@ func (h *harness) observedCount(eventType, outcome string) int {
 func fixture(t testing.TB, name string) map[string]any {
 	t.Helper()
 	fixtureOnce.Do(func() {
-		fixtureData, fixtureErr = os.ReadFile("testdata/stripe-objects.json")
+		var data []byte
+		if data, fixtureErr = os.ReadFile("testdata/stripe-objects.json"); fixtureErr == nil {
+			fixtureErr = json.Unmarshal(data, &fixtureObjects)
+		}
 	})
 	if fixtureErr != nil {
 		t.Fatalf("fixture: %v", fixtureErr)
 	}
-	var all map[string]map[string]any
-	if err := json.Unmarshal(fixtureData, &all); err != nil {
-		t.Fatalf("fixture: %v", err)
-	}
-	obj, ok := all[name]
+	raw, ok := fixtureObjects[name]
 	if !ok {
 		t.Fatalf("fixture has no %q", name)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		t.Fatalf("fixture %s: %v", name, err)
 	}
 	return obj
 }
 
 var (
-	fixtureOnce sync.Once
-	fixtureData []byte
-	fixtureErr  error
+	fixtureOnce    sync.Once
+	fixtureObjects map[string]json.RawMessage // read once; each object decoded afresh
+	fixtureErr     error
 )
 
 // period is a subscription's billing period, in unix seconds.

@@ -25,8 +25,19 @@ type Plan struct {
 	// for none). It is validated by whoever enforces it (the gate), not here.
 	Rate string
 	// Prices are the Stripe price IDs (price_…) whose subscriptions grant this
-	// plan. A price belongs to at most one plan.
+	// plan. A price belongs to at most one plan. Service.Checkout sells the first.
 	Prices []string
+	// MeteredPrice, if set, is a metered Stripe price on the usage meter the
+	// Reporter feeds (usage_type metered, typically graduated tiers that price the
+	// overage). Service.Checkout adds it to the subscription beside Prices[0],
+	// without a quantity, so that the usage reported is billed. It grants nothing
+	// by itself and belongs to no plan's Prices; plans may share it.
+	MeteredPrice string
+	// Features are Stripe feature lookup keys: a customer whose active entitlement
+	// summary (entitlements.active_entitlement_summary.updated) lists one of them
+	// gets this plan, as a subscription to one of its prices would give it. A
+	// lookup key belongs to at most one plan.
+	Features []string
 }
 
 // Catalog maps plan names to plans. It is the one place plan data lives: the
@@ -41,11 +52,13 @@ var planName = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 // Validate reports the first problem it finds with the catalog, or nil: a name
 // that is not [A-Za-z0-9_.-]+ or differs from the plan's Name, a negative rank
-// or monthly call limit, an empty price ID, a price in two plans, or a price of
-// a plan without a monthly call limit. An empty catalog is valid (and sells
-// nothing).
+// or monthly call limit, an empty price ID or feature, a price or feature in two
+// plans, a metered price that is also a plan's price, or prices, a metered price
+// or features on a plan without a monthly call limit. An empty catalog is valid
+// (and sells nothing).
 func (c Catalog) Validate() error {
-	seen := make(map[string]string) // price → plan
+	seen := make(map[string]string)     // price → plan
+	features := make(map[string]string) // lookup key → plan
 	for _, name := range c.Names() {
 		p := c[name]
 		switch {
@@ -59,6 +72,19 @@ func (c Catalog) Validate() error {
 			return fmt.Errorf("entitlement: plan %q has a negative monthly call limit", name)
 		case len(p.Prices) > 0 && p.MonthlyCallLimit == 0:
 			return fmt.Errorf("entitlement: plan %q has prices but no monthly call limit", name)
+		case len(p.Features) > 0 && p.MonthlyCallLimit == 0:
+			return fmt.Errorf("entitlement: plan %q has features but no monthly call limit", name)
+		case p.MeteredPrice != "" && len(p.Prices) == 0:
+			return fmt.Errorf("entitlement: plan %q has a metered price but no price to sell it with", name)
+		}
+		for _, key := range p.Features {
+			if key == "" {
+				return fmt.Errorf("entitlement: plan %q has an empty feature lookup key", name)
+			}
+			if other, ok := features[key]; ok {
+				return fmt.Errorf("entitlement: feature %q is in plans %q and %q", key, other, name)
+			}
+			features[key] = name
 		}
 		for _, price := range p.Prices {
 			if price == "" {
@@ -68,6 +94,13 @@ func (c Catalog) Validate() error {
 				return fmt.Errorf("entitlement: price %q is in plans %q and %q", price, other, name)
 			}
 			seen[price] = name
+		}
+	}
+	for _, name := range c.Names() {
+		if m := c[name].MeteredPrice; m != "" {
+			if other, ok := seen[m]; ok {
+				return fmt.Errorf("entitlement: metered price %q of plan %q is a price of plan %q; a metered price grants nothing", m, name, other)
+			}
 		}
 	}
 	return nil
@@ -97,6 +130,17 @@ func (c Catalog) Lookup(name string) (Plan, error) {
 func (c Catalog) PlanForPrice(priceID string) (string, bool) {
 	for name, p := range c {
 		if slices.Contains(p.Prices, priceID) {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// PlanForFeature returns the name of the plan whose Features hold the Stripe
+// feature lookup key, and false when no plan does.
+func (c Catalog) PlanForFeature(lookupKey string) (string, bool) {
+	for name, p := range c {
+		if slices.Contains(p.Features, lookupKey) {
 			return name, true
 		}
 	}
@@ -134,6 +178,7 @@ func (c Catalog) clone() Catalog {
 	out := make(Catalog, len(c))
 	for name, p := range c {
 		p.Prices = slices.Clone(p.Prices)
+		p.Features = slices.Clone(p.Features)
 		out[name] = p
 	}
 	return out

@@ -33,6 +33,22 @@ func TestCatalogValidate(t *testing.T) {
 		{"price in two plans", func(c entitlement.Catalog) {
 			c["x"] = entitlement.Plan{Name: "x", Rank: 3, MonthlyCallLimit: 1, Prices: []string{priceGold}}
 		}, "is in plans"},
+		{"features without a limit", func(c entitlement.Catalog) { c["x"] = entitlement.Plan{Name: "x", Features: []string{"f"}} }, "features but no monthly"},
+		{"empty feature", func(c entitlement.Catalog) {
+			c["x"] = entitlement.Plan{Name: "x", MonthlyCallLimit: 1, Features: []string{""}}
+		}, "empty feature"},
+		{"feature in two plans", func(c entitlement.Catalog) {
+			c["x"] = entitlement.Plan{Name: "x", MonthlyCallLimit: 1, Features: []string{"f"}}
+			c["y"] = entitlement.Plan{Name: "y", MonthlyCallLimit: 1, Features: []string{"f"}}
+		}, "feature \"f\" is in plans"},
+		{"metered price without a price", func(c entitlement.Catalog) {
+			c["x"] = entitlement.Plan{Name: "x", MonthlyCallLimit: 1, MeteredPrice: "price_m"}
+		}, "metered price but no price"},
+		{"metered price that grants", func(c entitlement.Catalog) {
+			gold := c[planGold]
+			gold.MeteredPrice = pricePlatinum
+			c[planGold] = gold
+		}, "a metered price grants nothing"},
 	}
 	for _, tt := range tests {
 		c := testCatalog()
@@ -67,6 +83,24 @@ func TestCatalogLookups(t *testing.T) {
 	}
 	if plan, ok := c.PlanForPrice(priceUnknown); ok {
 		t.Errorf("PlanForPrice(unknown) = %q, true", plan)
+	}
+	gold := c[planGold]
+	gold.Features, gold.MeteredPrice = []string{"gold-api"}, "price_metered"
+	c[planGold] = gold
+	p2 := c[planPlatinum]
+	p2.MeteredPrice = "price_metered" // plans may share a metered price
+	c[planPlatinum] = p2
+	if err := c.Validate(); err != nil {
+		t.Errorf("a catalog with features and a shared metered price: %v", err)
+	}
+	if plan, ok := c.PlanForFeature("gold-api"); !ok || plan != planGold {
+		t.Errorf("PlanForFeature(gold-api) = %q, %v", plan, ok)
+	}
+	if plan, ok := c.PlanForFeature("nope"); ok {
+		t.Errorf("PlanForFeature(nope) = %q, true", plan)
+	}
+	if plan, ok := c.PlanForPrice("price_metered"); ok {
+		t.Errorf("PlanForPrice(a metered price) = %q, true; a metered price grants nothing", plan)
 	}
 	if r := c.Rates(); r[planGold] != "100-M" || r["aaa"] != "" || len(r) != len(c) {
 		t.Errorf("Rates = %v", r)

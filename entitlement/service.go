@@ -51,6 +51,9 @@ type Config struct {
 	Subscriptions SubscriptionReader
 	// Delivery hands a webhook-issued key to its owner; nil seals it for Reveal.
 	Delivery Delivery
+	// Billing lets the Service start purchases (Checkout) and open the Customer
+	// Portal (Portal). Its zero value turns both off.
+	Billing BillingConfig
 	// Now is the clock of the records the Service keeps; nil means time.Now. (The
 	// KeyIssuer keeps its own clock for the keys.)
 	Now func() time.Time
@@ -73,20 +76,22 @@ type Delivery interface {
 
 // Service applies Stripe billing events to API keys. It is safe for concurrent use.
 type Service struct {
-	store  Store
-	keys   KeyIssuer
-	cat    Catalog
-	prices map[string]string // price ID → plan name
-	cfg    Config
-	seal   *sealer // nil without a SealKey
-	now    func() time.Time
-	log    *slog.Logger
+	store    Store
+	keys     KeyIssuer
+	cat      Catalog
+	prices   map[string]string // price ID → plan name
+	features map[string]string // feature lookup key → plan name
+	cfg      Config
+	seal     *sealer  // nil without a SealKey
+	billing  *billing // nil without Config.Billing.APIKey
+	now      func() time.Time
+	log      *slog.Logger
 }
 
 // New returns a Service keeping its state in store and issuing keys through
 // cfg.Keys. It fails when store, cfg.Keys or cfg.Catalog is missing, the catalog
-// is invalid, or SealKey is unusable (or missing while WebhookSecret is set and
-// Delivery is nil).
+// is invalid, SealKey is unusable (or missing while WebhookSecret is set and
+// Delivery is nil), or Billing has an API key but not its URLs.
 func New(store Store, cfg Config) (*Service, error) {
 	switch {
 	case store == nil:
@@ -109,10 +114,21 @@ func New(store Store, cfg Config) (*Service, error) {
 		s.log = slog.Default()
 	}
 	s.prices = make(map[string]string)
+	s.features = make(map[string]string)
 	for name, p := range s.cat {
 		for _, price := range p.Prices {
 			s.prices[price] = name
 		}
+		for _, key := range p.Features {
+			s.features[key] = name
+		}
+	}
+	if cfg.Billing.APIKey != "" {
+		b, err := newBilling(cfg.Billing, s.log)
+		if err != nil {
+			return nil, err
+		}
+		s.billing = b
 	}
 	if len(cfg.SealKey) > 0 || (cfg.WebhookSecret != "" && cfg.Delivery == nil) {
 		seal, err := newSealer(cfg.SealKey)
@@ -286,27 +302,50 @@ func (s *Service) planOf(sub Subscription) string {
 	return best
 }
 
-// desiredPlan is the highest-ranked plan any granting subscription of the user's
-// customers calls for, or "".
+// planOfFeatures returns the highest-ranked plan the feature set's lookup keys map
+// to, or "".
+func (s *Service) planOfFeatures(f FeatureSet) string {
+	best := ""
+	for _, key := range f.LookupKeys {
+		if plan, ok := s.features[key]; ok && (best == "" || s.cat.Rank(plan) > s.cat.Rank(best)) {
+			best = plan
+		}
+	}
+	return best
+}
+
+// desiredPlan is the highest-ranked plan that any granting subscription of the
+// user's customers, or any of their active entitlement summaries, calls for, or
+// "".
 func (s *Service) desiredPlan(ctx context.Context, tx Tx, userID string) (string, error) {
 	customers, err := tx.CustomersOf(ctx, userID)
 	if err != nil {
 		return "", err
 	}
 	best := ""
+	consider := func(plan string) {
+		if plan != "" && (best == "" || s.cat.Rank(plan) > s.cat.Rank(best)) {
+			best = plan
+		}
+	}
 	for _, c := range customers {
 		subs, err := tx.SubscriptionsOf(ctx, c.ID)
 		if err != nil {
 			return "", err
 		}
 		for _, sub := range subs {
-			if !sub.Grants() {
-				continue
-			}
-			if plan := s.planOf(sub); plan != "" && (best == "" || s.cat.Rank(plan) > s.cat.Rank(best)) {
-				best = plan
+			if sub.Grants() {
+				consider(s.planOf(sub))
 			}
 		}
+		if len(s.features) == 0 {
+			continue
+		}
+		f, err := tx.FeatureSet(ctx, c.ID)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return "", err
+		}
+		consider(s.planOfFeatures(f))
 	}
 	return best, nil
 }

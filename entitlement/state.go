@@ -47,12 +47,39 @@ type snapshot struct {
 	Fresh                  bool      // read from Stripe's API just now
 }
 
+// valid reports whether the snapshot's identifiers can be stored (validID; price
+// IDs without commas). An empty customer is allowed (a read may omit it).
+func (s snapshot) valid() bool {
+	if !validID(s.ID) || (s.CustomerID != "" && !validID(s.CustomerID)) || (s.Status != "" && !validID(s.Status)) {
+		return false
+	}
+	for _, p := range s.PriceIDs {
+		if !validPriceID(p) {
+			return false
+		}
+	}
+	return true
+}
+
 // invoiceInfo is what an invoice event says about its subscription.
 type invoiceInfo struct {
 	ID, CustomerID, SubscriptionID string
 	PriceIDs                       []string
 	Created                        time.Time // the invoice's creation time
 	At                             time.Time // the event's creation time
+}
+
+// valid reports whether the invoice's identifiers can be stored.
+func (inv invoiceInfo) valid() bool {
+	if !validID(inv.ID) || !validID(inv.CustomerID) || !validID(inv.SubscriptionID) {
+		return false
+	}
+	for _, p := range inv.PriceIDs {
+		if !validPriceID(p) {
+			return false
+		}
+	}
+	return true
 }
 
 // applySnapshot folds a subscription snapshot into what is known (cur, or nothing

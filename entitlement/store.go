@@ -41,6 +41,20 @@ type Subscription struct {
 	UpdatedAt     time.Time
 }
 
+// FeatureSet is what the store knows of a Stripe customer's active entitlements:
+// the feature lookup keys of its newest active entitlement summary. Plans whose
+// Features hold one of them are granted as a subscription's prices grant theirs.
+type FeatureSet struct {
+	CustomerID string
+	// LookupKeys are the summary's feature lookup keys, sorted, without
+	// duplicates; none means the customer has no active entitlement.
+	LookupKeys []string
+	// StateAt is when Stripe created the summary's event; older summaries are
+	// ignored.
+	StateAt   time.Time
+	UpdatedAt time.Time
+}
+
 // Grant sources: who applied an Entitlement.
 const (
 	SourceStripe = "stripe"
@@ -74,8 +88,8 @@ type SealedKey struct {
 	CreatedAt time.Time
 }
 
-// Store keeps the entitlement state: customer bindings, subscriptions, applied
-// entitlements, processed event IDs and sealed keys. Implementations are safe for
+// Store keeps the entitlement state: customer bindings, subscriptions, feature
+// sets, applied entitlements, processed event IDs and sealed keys. Implementations are safe for
 // concurrent use. Every method takes the context first. Times come back in UTC at
 // microsecond precision.
 type Store interface {
@@ -127,6 +141,12 @@ type Tx interface {
 
 	// PutSubscription stores s, replacing the subscription with its ID.
 	PutSubscription(ctx context.Context, s Subscription) error
+
+	// FeatureSet returns the customer's feature set, or ErrNotFound.
+	FeatureSet(ctx context.Context, customerID string) (FeatureSet, error)
+
+	// PutFeatureSet stores f, replacing the customer's previous one.
+	PutFeatureSet(ctx context.Context, f FeatureSet) error
 
 	// Entitlement returns the user's applied entitlement, or ErrNotFound.
 	Entitlement(ctx context.Context, userID string) (Entitlement, error)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"time"
 
 	"github.com/releaseradar/tollgate/internal/problem"
@@ -26,6 +27,8 @@ const unverified = "unverified"
 const (
 	typeCheckoutCompleted      = "checkout.session.completed"
 	typeCheckoutAsyncSucceeded = "checkout.session.async_payment_succeeded"
+	typeCheckoutAsyncFailed    = "checkout.session.async_payment_failed"
+	typeEntitlementSummary     = "entitlements.active_entitlement_summary.updated"
 	typeSubscriptionCreated    = "customer.subscription.created"
 	typeSubscriptionUpdated    = "customer.subscription.updated"
 	typeSubscriptionDeleted    = "customer.subscription.deleted"
@@ -44,12 +47,26 @@ const (
 // on or not, is answered 200 with {"received":true,"outcome":…}, an Outcome…
 // constant; Config.Observe sees the same outcome.
 //
-// It acts on checkout.session.completed and
-// checkout.session.async_payment_succeeded (once paid or no_payment_required:
-// bind the customer to the user in client_reference_id or metadata.user_id),
-// customer.subscription.created, .updated and .deleted, invoice.paid and
-// invoice.payment_failed. Subscription events for a customer not yet bound are
-// kept and applied when the binding arrives.
+// It acts on checkout.session.completed, .async_payment_succeeded and
+// .async_payment_failed (bind the session's customer to the user in
+// client_reference_id or metadata.user_id), customer.subscription.created,
+// .updated and .deleted, invoice.paid and invoice.payment_failed, and, when the
+// catalog has plans with Features, entitlements.active_entitlement_summary.updated.
+// Events about a customer not yet bound are kept and applied when the binding
+// arrives.
+//
+// A checkout session never grants by itself, paid or not: it binds the customer,
+// and the plan follows what is known of the customer's subscriptions (and
+// entitlement summaries), whichever event comes first. So a checkout paid later
+// (payment_status unpaid: a bank debit) binds at once, grants nothing while its
+// subscription is incomplete, and the plan arrives with the event that makes the
+// subscription active (customer.subscription.updated or invoice.paid), before or
+// after checkout.session.async_payment_succeeded.
+//
+// Identifiers of a verified event that no database keeps alike (NUL bytes,
+// control characters, invalid UTF-8, over 255 bytes) and times outside the years
+// 1970 to 9999 make it malformed (400): such an event changes nothing, and a bad
+// body is never answered 5xx.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -136,14 +153,22 @@ func (s *Service) dispatch(ctx context.Context, ev *stripe.Event) (string, error
 	if ev.ID == "" || ev.Data == nil || len(ev.Data.Raw) == 0 {
 		return "", fmt.Errorf("%w: no id or no data.object", ErrMalformedEvent)
 	}
+	if !validID(ev.ID) || !validUnix(ev.Created) {
+		return "", fmt.Errorf("%w: bad event id or created time", ErrMalformedEvent)
+	}
 	at := time.Unix(ev.Created, 0).UTC()
 	var (
 		apply change
 		err   error
 	)
 	switch string(ev.Type) {
-	case typeCheckoutCompleted, typeCheckoutAsyncSucceeded:
+	case typeCheckoutCompleted, typeCheckoutAsyncSucceeded, typeCheckoutAsyncFailed:
 		apply, err = s.checkoutChange(ctx, ev)
+	case typeEntitlementSummary:
+		if len(s.features) == 0 {
+			return OutcomeIgnored, nil // the catalog maps no features: not for us
+		}
+		apply, err = s.summaryChange(ctx, ev, at)
 	case typeSubscriptionCreated, typeSubscriptionUpdated, typeSubscriptionDeleted:
 		apply, err = s.subscriptionChange(ctx, ev, at)
 	case typeInvoicePaid, typeInvoicePaymentFailed:
@@ -191,27 +216,30 @@ func (s *Service) dispatch(ctx context.Context, ev *stripe.Event) (string, error
 }
 
 // checkoutChange binds the session's customer to the user named by
-// client_reference_id (or metadata.user_id) once the session is paid, and applies
-// the subscription it created when Config.Subscriptions can read it.
+// client_reference_id (or metadata.user_id), whatever its payment status, and
+// applies the subscription it created when Config.Subscriptions can read it. The
+// session itself grants nothing: the user's plan follows their subscriptions.
 func (s *Service) checkoutChange(ctx context.Context, ev *stripe.Event) (change, error) {
 	var cs stripe.CheckoutSession
 	if err := json.Unmarshal(ev.Data.Raw, &cs); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformedEvent, err)
 	}
-	switch cs.PaymentStatus {
-	case stripe.CheckoutSessionPaymentStatusPaid, stripe.CheckoutSessionPaymentStatusNoPaymentRequired:
-	default:
-		return nil, nil // unpaid: wait for checkout.session.async_payment_succeeded
-	}
 	userID := cs.ClientReferenceID
 	if userID == "" {
 		userID = cs.Metadata["user_id"]
 	}
-	if cs.Customer == nil || cs.Customer.ID == "" || userID == "" || len(userID) > 255 {
-		s.log.WarnContext(ctx, "stripe checkout names no customer or no user (client_reference_id, metadata.user_id); nothing to bind", "event", ev.ID)
+	if cs.Customer == nil || cs.Customer.ID == "" || !validUser(userID) {
+		s.log.WarnContext(ctx, "stripe checkout names no customer or no usable user (client_reference_id, metadata.user_id); nothing to bind", "event", ev.ID)
 		return nil, nil
 	}
 	customerID := cs.Customer.ID
+	if !validID(customerID) || (cs.Subscription != nil && cs.Subscription.ID != "" && !validID(cs.Subscription.ID)) {
+		return nil, fmt.Errorf("%w: checkout session: bad customer or subscription id", ErrMalformedEvent)
+	}
+	if cs.PaymentStatus == stripe.CheckoutSessionPaymentStatusUnpaid {
+		s.log.InfoContext(ctx, "stripe checkout completed unpaid (a delayed payment method): the customer is bound, the plan follows the subscription",
+			"event", ev.ID, "type", string(ev.Type), "customer", customerID)
+	}
 	var fresh *snapshot
 	if cs.Subscription != nil && cs.Subscription.ID != "" && s.cfg.Subscriptions != nil {
 		fresh = s.read(ctx, cs.Subscription.ID, ev)
@@ -234,6 +262,79 @@ func (s *Service) checkoutChange(ctx context.Context, ev *stripe.Event) (change,
 	}, nil
 }
 
+// activeEntitlementSummary is the part of Stripe's
+// entitlements.active_entitlement_summary object the Service reads (stripe-go v76
+// has no type for it).
+type activeEntitlementSummary struct {
+	Customer     json.RawMessage `json:"customer"` // an ID, or the expanded customer
+	Entitlements *struct {
+		Data []struct {
+			LookupKey string `json:"lookup_key"`
+		} `json:"data"`
+		HasMore bool `json:"has_more"`
+	} `json:"entitlements"`
+}
+
+// summaryChange folds an active entitlement summary, a snapshot of the customer's
+// active entitlements, into the customer's feature set: a newer summary replaces
+// it, an older one changes nothing.
+func (s *Service) summaryChange(ctx context.Context, ev *stripe.Event, at time.Time) (change, error) {
+	var sum activeEntitlementSummary
+	if err := json.Unmarshal(ev.Data.Raw, &sum); err != nil {
+		return nil, fmt.Errorf("%w: entitlement summary: %v", ErrMalformedEvent, err)
+	}
+	customerID := expandableID(sum.Customer)
+	if !validID(customerID) || sum.Entitlements == nil {
+		return nil, fmt.Errorf("%w: entitlement summary: no customer or no entitlements", ErrMalformedEvent)
+	}
+	seen := map[string]bool{}
+	keys := []string{}
+	for _, e := range sum.Entitlements.Data {
+		if e.LookupKey == "" || seen[e.LookupKey] {
+			continue
+		}
+		if !validID(e.LookupKey) {
+			return nil, fmt.Errorf("%w: entitlement summary: bad lookup key", ErrMalformedEvent)
+		}
+		seen[e.LookupKey] = true
+		keys = append(keys, e.LookupKey)
+	}
+	sort.Strings(keys)
+	if sum.Entitlements.HasMore {
+		s.log.WarnContext(ctx, "stripe entitlement summary lists only part of the customer's entitlements; working from the part it lists",
+			"event", ev.ID, "customer", customerID, "listed", len(keys))
+	}
+	return func(ctx context.Context, tx Tx, now time.Time) (string, string, bool, error) {
+		cur, err := tx.FeatureSet(ctx, customerID)
+		switch {
+		case err == nil && at.Before(cur.StateAt):
+			return "", "", false, nil // an older snapshot
+		case err != nil && !errors.Is(err, ErrNotFound):
+			return "", "", false, err
+		}
+		if err := tx.PutFeatureSet(ctx, FeatureSet{CustomerID: customerID, LookupKeys: keys, StateAt: at, UpdatedAt: now}); err != nil {
+			return "", "", false, err
+		}
+		return customerID, "", true, nil
+	}, nil
+}
+
+// expandableID returns the ID of an expandable field: the string itself, or the
+// expanded object's id.
+func expandableID(raw json.RawMessage) string {
+	var id string
+	if json.Unmarshal(raw, &id) == nil {
+		return id
+	}
+	var obj struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(raw, &obj) == nil {
+		return obj.ID
+	}
+	return ""
+}
+
 // subscriptionChange folds the event's subscription (or Stripe's current copy of
 // it) into the store.
 func (s *Service) subscriptionChange(ctx context.Context, ev *stripe.Event, at time.Time) (change, error) {
@@ -242,6 +343,9 @@ func (s *Service) subscriptionChange(ctx context.Context, ev *stripe.Event, at t
 		return nil, fmt.Errorf("%w: subscription: %v", ErrMalformedEvent, err)
 	}
 	snap := snapshotOf(&sub, at)
+	if !snap.valid() {
+		return nil, fmt.Errorf("%w: subscription: bad id, customer, status or price", ErrMalformedEvent)
+	}
 	if string(ev.Type) == typeSubscriptionDeleted {
 		snap.Deleted = true
 	} else if s.cfg.Subscriptions != nil {
@@ -299,6 +403,9 @@ func (s *Service) invoiceChange(ctx context.Context, ev *stripe.Event, at time.T
 	if inv.SubscriptionID == "" || inv.CustomerID == "" {
 		return nil, nil // not a subscription's invoice
 	}
+	if !inv.valid() || !validUnix(in.Created) {
+		return nil, fmt.Errorf("%w: invoice: bad id, customer, subscription, price or created time", ErrMalformedEvent)
+	}
 	paid := string(ev.Type) == typeInvoicePaid
 	if paid && len(inv.PriceIDs) > 0 {
 		s.checkPrices(ctx, ev, snapshot{ID: inv.SubscriptionID, Status: statusActive, PriceIDs: inv.PriceIDs})
@@ -335,6 +442,10 @@ func (s *Service) read(ctx context.Context, id string, ev *stripe.Event) *snapsh
 		return nil
 	}
 	snap := snapshotOf(sub, s.now().UTC())
+	if !snap.valid() {
+		s.log.WarnContext(ctx, "the subscription Stripe returned has unusable identifiers; using the event's copy", "event", ev.ID, "subscription", id)
+		return nil
+	}
 	snap.Fresh = true
 	return &snap
 }

@@ -204,7 +204,8 @@ func TestSeq7Cancellation(t *testing.T) {
 
 // Sequence 8: trialing grants, incomplete grants nothing, unpaid, paused,
 // incomplete_expired (and canceled) revoke, and an unpaid checkout grants nothing
-// until its payment succeeds.
+// until its subscription is active (TestAsyncCheckoutEveryOrder tries every
+// order of those events).
 func TestSeq8Statuses(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
@@ -225,10 +226,15 @@ func TestSeq8Statuses(t *testing.T) {
 			h.check(user, want{active: 0, total: 1})
 		}
 
-		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_u", "cus_u", "active", priceGold, month)})
-		h.expect(entitlement.OutcomeIgnored, ev{typ: "checkout.session.completed", obj: checkout(t, "cus_u", "sub_u", "user_async", "unpaid")})
+		// An unpaid checkout (a bank debit) binds the customer but grants nothing
+		// while its subscription is incomplete; neither does the payment's success
+		// by itself: the plan arrives when the subscription turns active.
+		h.expect(entitlement.OutcomeUnbound, ev{typ: "customer.subscription.created", obj: subscription(t, "sub_u", "cus_u", "incomplete", priceGold, month)})
+		h.expect(entitlement.OutcomeUnchanged, ev{typ: "checkout.session.completed", obj: checkout(t, "cus_u", "sub_u", "user_async", "unpaid")})
 		h.check("user_async", want{active: 0, total: 0})
-		h.expect(entitlement.OutcomeGranted, ev{typ: "checkout.session.async_payment_succeeded", obj: checkout(t, "cus_u", "sub_u", "user_async", "paid")})
+		h.expect(entitlement.OutcomeUnchanged, ev{typ: "checkout.session.async_payment_succeeded", obj: checkout(t, "cus_u", "sub_u", "user_async", "paid")})
+		h.check("user_async", want{active: 0, total: 0})
+		h.expect(entitlement.OutcomeGranted, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_u", "cus_u", "active", priceGold, month)})
 		h.check("user_async", want{active: 1, plan: planGold, limit: goldLimit, total: 1})
 	})
 }

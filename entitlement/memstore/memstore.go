@@ -1,5 +1,6 @@
-// Package memstore is an in-memory entitlement.Store for tests, examples and
-// single-process servers that can lose their state on restart.
+// Package memstore is an in-memory entitlement.Store and entitlement.MeterLedger
+// for tests, examples and single-process servers that can lose their state on
+// restart.
 //
 // Its transactions undo their own writes when they fail, but not the writes of
 // other stores made with the context Update hands over (memory key and quota
@@ -18,19 +19,29 @@ import (
 	"github.com/releaseradar/tollgate/entitlement"
 )
 
-var _ entitlement.Store = (*Store)(nil)
+var (
+	_ entitlement.Store       = (*Store)(nil)
+	_ entitlement.MeterLedger = (*Store)(nil)
+)
 
 // Store keeps the entitlement state in maps behind one mutex, which every Update
 // holds from start to end, so updates run one at a time (an Update must not call
 // Update on the same store). A failed Update undoes its own writes. It is safe for
 // concurrent use; the zero Store is not usable, call New.
+//
+// It is also an entitlement.MeterLedger: the usage ledger and its meter reports
+// live beside the state, behind a mutex of their own, so recording usage never
+// waits for a billing event.
 type Store struct {
 	mu            sync.Mutex
 	events        map[string]entitlement.Event
 	customers     map[string]entitlement.Customer
 	subscriptions map[string]entitlement.Subscription
+	features      map[string]entitlement.FeatureSet
 	entitlements  map[string]entitlement.Entitlement
 	sealed        map[string]entitlement.SealedKey
+
+	ledger ledger
 }
 
 // New returns an empty store.
@@ -39,8 +50,10 @@ func New() *Store {
 		events:        make(map[string]entitlement.Event),
 		customers:     make(map[string]entitlement.Customer),
 		subscriptions: make(map[string]entitlement.Subscription),
+		features:      make(map[string]entitlement.FeatureSet),
 		entitlements:  make(map[string]entitlement.Entitlement),
 		sealed:        make(map[string]entitlement.SealedKey),
+		ledger:        newLedger(),
 	}
 }
 
@@ -204,6 +217,25 @@ func (t *tx) PutSubscription(ctx context.Context, sub entitlement.Subscription) 
 		*p = us(*p)
 	}
 	t.s.subscriptions[sub.ID] = sub
+	return nil
+}
+
+func (t *tx) FeatureSet(ctx context.Context, customerID string) (entitlement.FeatureSet, error) {
+	t.check()
+	f, ok := t.s.features[customerID]
+	if !ok {
+		return entitlement.FeatureSet{}, entitlement.ErrNotFound
+	}
+	f.LookupKeys = slices.Clone(f.LookupKeys)
+	return f, nil
+}
+
+func (t *tx) PutFeatureSet(ctx context.Context, f entitlement.FeatureSet) error {
+	t.check()
+	restore(t, t.s.features, f.CustomerID)
+	f.LookupKeys = slices.Clone(f.LookupKeys)
+	f.StateAt, f.UpdatedAt = us(f.StateAt), us(f.UpdatedAt)
+	t.s.features[f.CustomerID] = f
 	return nil
 }
 

@@ -12,3 +12,8 @@ func TestConformance(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) entitlement.Store { return memstore.New() })
 }
+
+func TestLedgerConformance(t *testing.T) {
+	t.Parallel()
+	storetest.RunLedger(t, func(t *testing.T) entitlement.MeterLedger { return memstore.New() })
+}

@@ -8,6 +8,12 @@
 // back together. The store's tables are its own (entitlement_*); Bootstrap creates
 // only those, and each store prepares its own schema.
 //
+// The Store is also an entitlement.MeterLedger: the usage ledger (entitlement_usage,
+// one row per key and minute, primary key (key_id, bucket)) and the meter reports
+// made from it (entitlement_usage_reports). The ledger's writes are transactions of
+// their own that do not take the lock billing updates take, so recording usage
+// never waits for a webhook.
+//
 // The package imports no driver: open the database with the driver of your choice
 // and pass the handle to New, which bounds an unbounded pool (16 connections on
 // PostgreSQL, 4 on SQLite: one writer at a time, readers beside it) unless the
@@ -20,8 +26,10 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,7 +38,10 @@ import (
 	"github.com/releaseradar/tollgate/internal/sqldb"
 )
 
-var _ entitlement.Store = (*Store)(nil)
+var (
+	_ entitlement.Store       = (*Store)(nil)
+	_ entitlement.MeterLedger = (*Store)(nil)
+)
 
 // tables are the tables the store keeps. entitlement_lock holds one row that every
 // Update locks first: it orders updates on PostgreSQL (a row lock) and takes
@@ -78,6 +89,15 @@ var tables = []sqldb.Table{
 		Indexes: []string{`CREATE INDEX IF NOT EXISTS entitlement_subscriptions_customer ON entitlement_subscriptions (customer_id)`},
 	},
 	{
+		Name: "entitlement_features",
+		Create: `CREATE TABLE IF NOT EXISTS entitlement_features (
+	customer_id TEXT PRIMARY KEY,
+	lookup_keys TEXT NOT NULL DEFAULT '[]',
+	state_at TIMESTAMP NULL,
+	updated_at TIMESTAMP NULL
+)`,
+	},
+	{
 		Name: "entitlement_grants",
 		Create: `CREATE TABLE IF NOT EXISTS entitlement_grants (
 	user_id TEXT PRIMARY KEY,
@@ -109,7 +129,9 @@ type queries struct {
 	lock, markEvent, prune                         string
 	bind, customer, customersOf                    string
 	subscription, subscriptionsOf, putSubscription string
+	features, putFeatures                          string
 	entitlement, putEntitlement                    string
+	ledger                                         ledgerQueries
 	putSealed, takeSealed, hasSealed               string
 }
 
@@ -132,6 +154,10 @@ func New(db *sqlx.DB) *Store {
 	price_ids = excluded.price_ids, deleted = excluded.deleted, state_at = excluded.state_at,
 	failed_invoice = excluded.failed_invoice, failed_invoice_at = excluded.failed_invoice_at, failed_at = excluded.failed_at,
 	paid_invoice = excluded.paid_invoice, paid_invoice_at = excluded.paid_invoice_at, updated_at = excluded.updated_at`),
+		features: r(`SELECT customer_id, lookup_keys, state_at, updated_at FROM entitlement_features WHERE customer_id = ?`),
+		putFeatures: r(`INSERT INTO entitlement_features (customer_id, lookup_keys, state_at, updated_at) VALUES (?, ?, ?, ?)
+	ON CONFLICT (customer_id) DO UPDATE SET lookup_keys = excluded.lookup_keys, state_at = excluded.state_at, updated_at = excluded.updated_at`),
+		ledger:      newLedgerQueries(r),
 		entitlement: r(`SELECT user_id, plan, key_id, source, updated_at FROM entitlement_grants WHERE user_id = ?`),
 		putEntitlement: r(`INSERT INTO entitlement_grants (user_id, plan, key_id, source, updated_at) VALUES (?, ?, ?, ?, ?)
 	ON CONFLICT (user_id) DO UPDATE SET plan = excluded.plan, key_id = excluded.key_id, source = excluded.source, updated_at = excluded.updated_at`),
@@ -143,11 +169,12 @@ func New(db *sqlx.DB) *Store {
 }
 
 // Bootstrap creates the store's tables (entitlement_lock, entitlement_events,
-// entitlement_customers, entitlement_subscriptions, entitlement_grants,
-// entitlement_sealed_keys) if they are missing, and nothing else. It is idempotent
+// entitlement_customers, entitlement_subscriptions, entitlement_features,
+// entitlement_grants, entitlement_sealed_keys, and the ledger's entitlement_usage
+// and entitlement_usage_reports) if they are missing, and nothing else. It is idempotent
 // and safe to run from several processes at once.
 func (s *Store) Bootstrap(ctx context.Context) error {
-	if err := sqldb.Bootstrap(ctx, s.db, tables...); err != nil {
+	if err := sqldb.Bootstrap(ctx, s.db, slices.Concat(tables, ledgerTables)...); err != nil {
 		return fmt.Errorf("entitlement/sqlstore: %w", err)
 	}
 	err := sqldb.Write(ctx, s.db, func(q sqldb.Querier) error {
@@ -341,6 +368,44 @@ func (t *tx) PutSubscription(ctx context.Context, s entitlement.Subscription) er
 		s.PaidInvoice, sqldb.T(s.PaidInvoiceAt), sqldb.T(s.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("entitlement/sqlstore: put subscription: %w", err)
+	}
+	return nil
+}
+
+func (t *tx) FeatureSet(ctx context.Context, customerID string) (entitlement.FeatureSet, error) {
+	var r struct {
+		CustomerID string     `db:"customer_id"`
+		LookupKeys string     `db:"lookup_keys"`
+		StateAt    sqldb.Time `db:"state_at"`
+		UpdatedAt  sqldb.Time `db:"updated_at"`
+	}
+	err := t.q.GetContext(ctx, &r, t.s.q.features, customerID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return entitlement.FeatureSet{}, entitlement.ErrNotFound
+	}
+	if err != nil {
+		return entitlement.FeatureSet{}, fmt.Errorf("entitlement/sqlstore: feature set: %w", err)
+	}
+	f := entitlement.FeatureSet{CustomerID: r.CustomerID, StateAt: r.StateAt.Time, UpdatedAt: r.UpdatedAt.Time}
+	if err := json.Unmarshal([]byte(r.LookupKeys), &f.LookupKeys); err != nil {
+		return entitlement.FeatureSet{}, fmt.Errorf("entitlement/sqlstore: feature set: %w", err)
+	}
+	return f, nil
+}
+
+// Lookup keys are stored as a JSON array: they are the operator's strings, and
+// JSON escapes whatever they hold (even a NUL, which PostgreSQL's text refuses).
+func (t *tx) PutFeatureSet(ctx context.Context, f entitlement.FeatureSet) error {
+	keys := f.LookupKeys
+	if keys == nil {
+		keys = []string{}
+	}
+	b, err := json.Marshal(keys)
+	if err != nil {
+		return fmt.Errorf("entitlement/sqlstore: put feature set: %w", err)
+	}
+	if _, err := t.q.ExecContext(ctx, t.s.q.putFeatures, f.CustomerID, string(b), sqldb.T(f.StateAt), sqldb.T(f.UpdatedAt)); err != nil {
+		return fmt.Errorf("entitlement/sqlstore: put feature set: %w", err)
 	}
 	return nil
 }

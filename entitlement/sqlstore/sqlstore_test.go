@@ -47,6 +47,16 @@ func TestConformancePostgres(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) entitlement.Store { return open(t, testenv.Postgres(t)) })
 }
 
+func TestLedgerConformanceSQLite(t *testing.T) {
+	t.Parallel()
+	storetest.RunLedger(t, func(t *testing.T) entitlement.MeterLedger { return open(t, testenv.SQLite(t)) })
+}
+
+func TestLedgerConformancePostgres(t *testing.T) {
+	t.Parallel()
+	storetest.RunLedger(t, func(t *testing.T) entitlement.MeterLedger { return open(t, testenv.Postgres(t)) })
+}
+
 // TestKeysJoinTransaction: a key store on the same database, called with the
 // context Update hands fn, writes inside the update's transaction, so an event
 // ID, the state it changes and the key it issues commit or roll back together.
@@ -188,7 +198,8 @@ func TestBootstrapOwnTablesOnly(t *testing.T) {
 		if _, err := db.Exec(`SELECT 1 FROM api_keys`); err == nil {
 			t.Fatal("Bootstrap created api_keys, another store's table")
 		}
-		for _, table := range []string{"entitlement_lock", "entitlement_events", "entitlement_customers", "entitlement_subscriptions", "entitlement_grants", "entitlement_sealed_keys"} {
+		for _, table := range []string{"entitlement_lock", "entitlement_events", "entitlement_customers", "entitlement_subscriptions",
+			"entitlement_features", "entitlement_grants", "entitlement_sealed_keys", "entitlement_usage", "entitlement_usage_reports"} {
 			if _, err := db.Exec(`SELECT 1 FROM ` + table); err != nil {
 				t.Errorf("table %s: %v", table, err)
 			}

@@ -1,4 +1,5 @@
-// Package storetest is the conformance suite that every entitlement.Store must pass.
+// Package storetest is the conformance suite that every entitlement.Store (and
+// every entitlement.MeterLedger) must pass.
 //
 // A store's test calls Run with a constructor of empty stores:
 //
@@ -8,10 +9,17 @@
 //
 // The suite checks what the Service relies on: an event ID is recorded once, also
 // under concurrent deliveries; updates are serialized and all-or-nothing; the
-// first customer binding wins; records round-trip in UTC at microsecond
-// precision; a sealed key is taken exactly once; fn's context derives from
+// first customer binding wins; records (feature sets among them) round-trip in
+// UTC at microsecond precision; a sealed key is taken exactly once; fn's context derives from
 // Update's; a canceled context commits nothing; pruning forgets old events only.
 // Nothing in it skips: a store that cannot pass a case does not meet the contract.
+//
+// A store that is also an entitlement.MeterLedger (the usage ledger and its meter
+// reports) runs RunLedger beside it:
+//
+//	func TestLedgerConformance(t *testing.T) {
+//		storetest.RunLedger(t, func(t *testing.T) entitlement.MeterLedger { return memstore.New() })
+//	}
 package storetest
 
 import (
@@ -48,6 +56,7 @@ func Run(t *testing.T, newStore func(t *testing.T) entitlement.Store) {
 		{"BindCustomerKeepsFirst", testBindCustomer},
 		{"SubscriptionRoundTrip", testSubscriptionRoundTrip},
 		{"SubscriptionsOfCustomer", testSubscriptionsOf},
+		{"FeatureSetRoundTrip", testFeatureSet},
 		{"EntitlementRoundTrip", testEntitlement},
 		{"SealedKeyTakenOnce", testSealed},
 		{"ConcurrentTakeSealed", testConcurrentTakeSealed},
@@ -242,6 +251,37 @@ func testSubscriptionsOf(t *testing.T, s entitlement.Store) {
 	})
 }
 
+func testFeatureSet(t *testing.T, s entitlement.Store) {
+	want := entitlement.FeatureSet{CustomerID: "cus_1", LookupKeys: []string{"a-b", "gold api", `quote"d`, "ünïcode"}, StateAt: t0, UpdatedAt: t0.Add(time.Minute)}
+	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
+		if _, err := tx.FeatureSet(ctx, "cus_1"); !errors.Is(err, entitlement.ErrNotFound) {
+			t.Errorf("FeatureSet(none) error = %v, want ErrNotFound", err)
+		}
+		return tx.PutFeatureSet(ctx, want)
+	})
+	for _, next := range []entitlement.FeatureSet{want, {CustomerID: "cus_1", StateAt: t0.Add(time.Hour), UpdatedAt: t0.Add(time.Hour)}} {
+		update(t, s, func(ctx context.Context, tx entitlement.Tx) error { return tx.PutFeatureSet(ctx, next) })
+		update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
+			got, err := tx.FeatureSet(ctx, "cus_1")
+			if err != nil {
+				return err
+			}
+			if len(got.LookupKeys) == 0 {
+				got.LookupKeys = nil
+			}
+			w := next
+			w.StateAt, w.UpdatedAt = us(w.StateAt), us(w.UpdatedAt)
+			if !reflect.DeepEqual(got, w) {
+				t.Errorf("FeatureSet round trip:\n got %+v\nwant %+v", got, w)
+			}
+			if _, err := tx.FeatureSet(ctx, "cus_2"); !errors.Is(err, entitlement.ErrNotFound) {
+				t.Errorf("FeatureSet(another customer) error = %v, want ErrNotFound", err)
+			}
+			return nil
+		})
+	}
+}
+
 func testEntitlement(t *testing.T, s entitlement.Store) {
 	update(t, s, func(ctx context.Context, tx entitlement.Tx) error {
 		if _, err := tx.Entitlement(ctx, "user_1"); !errors.Is(err, entitlement.ErrNotFound) {
@@ -346,6 +386,9 @@ func testRollback(t *testing.T, s entitlement.Store) {
 		if err := tx.PutSubscription(ctx, fullSubscription()); err != nil {
 			return err
 		}
+		if err := tx.PutFeatureSet(ctx, entitlement.FeatureSet{CustomerID: "cus_1", LookupKeys: []string{"x"}, StateAt: t0}); err != nil {
+			return err
+		}
 		if err := tx.PutEntitlement(ctx, entitlement.Entitlement{UserID: "user_1", Plan: "platinum", UpdatedAt: t0}); err != nil {
 			return err
 		}
@@ -366,6 +409,9 @@ func testRollback(t *testing.T, s entitlement.Store) {
 		}
 		if _, err := tx.Subscription(ctx, "sub_1"); !errors.Is(err, entitlement.ErrNotFound) {
 			t.Errorf("subscription of a failed update stayed: %v", err)
+		}
+		if _, err := tx.FeatureSet(ctx, "cus_1"); !errors.Is(err, entitlement.ErrNotFound) {
+			t.Errorf("feature set of a failed update stayed: %v", err)
 		}
 		if e, err := tx.Entitlement(ctx, "user_1"); err != nil || e.Plan != "gold" {
 			t.Errorf("entitlement after a failed update = %+v, %v; want plan gold", e, err)
