@@ -17,6 +17,8 @@ import (
 	"github.com/releaseradar/tollgate/quota"
 	"github.com/releaseradar/tollgate/ratelimit"
 	rlmem "github.com/releaseradar/tollgate/ratelimit/memstore"
+
+	akmem "github.com/releaseradar/tollgate/apikey/memstore"
 )
 
 // DefaultHeader is the request header that carries the API key.
@@ -42,6 +44,13 @@ type Config struct {
 	// MaxKeyLength is the longest header value looked up; longer ones are invalid
 	// keys. 0 means apikey's default (256).
 	MaxKeyLength int
+	// KeyCache sizes and times the cache of verified keys in front of the key
+	// store (see apikey.CacheConfig: 30 s while a change channel is up, 1 s while
+	// none is, unknown keys cached too). The zero value is the default cache.
+	// With apikey/memstore every change is seen at once; with a shared store,
+	// tell the gate when a channel of changes from every process is up
+	// (SetKeyChannel: apikey/pqnotify on PostgreSQL).
+	KeyCache apikey.CacheConfig
 	// AnonymousPlan names the catalog plan whose burst rate applies per client
 	// address: to routes behind Public and to requests whose key is missing or
 	// unknown. "" means the catalog's lowest-ranked plan.
@@ -56,14 +65,24 @@ type Config struct {
 	// DenyCacheSize bounds the burst limiter's cache of exhausted buckets (see
 	// ratelimit.Config); 0 is its default, a negative value turns it off.
 	DenyCacheSize int
+	// BurstMaxBatch bounds how many hits the burst limiter takes from a remote
+	// counter store (Redis) at once, to spend them locally (see
+	// ratelimit.Config.MaxBatch); 0 is its default, 1 turns batching off.
+	BurstMaxBatch int
 	// Cycle is the quota cycle the quota store counts in; 0 means
 	// quota.DefaultCycle. It only sets the headers' reset times and must agree
 	// with the quota store's cycle.
 	Cycle time.Duration
 	// Charge reports whether the handler's answer with that status counts against
-	// the monthly quota; a call that does not count is given back once the handler
-	// returns. nil charges statuses below 400.
+	// the monthly quota; a call that does not count is given back, in memory, once
+	// the handler returns. nil charges statuses below 400.
 	Charge func(status int) bool
+	// Leases sets how the gate leases quota calls: it reserves them from the
+	// quota store in batches and spends them in memory, so that the store sees
+	// one write per batch rather than per call (see quota.Leases for the batch
+	// sizes, the exactness and the crash bound). The zero value is the default.
+	// Its Cycle is the gate's.
+	Leases quota.LeaseConfig
 	// Now is the clock of quota cycles and the quota headers; nil means time.Now.
 	// Burst windows follow the counter store's clock, which is the wall clock for
 	// the stores of package ratelimit.
@@ -77,8 +96,11 @@ type Config struct {
 	// Observe, if set, is told every burst and quota decision (for metrics). It
 	// must be fast and safe for concurrent use.
 	Observe func(Decision)
-	// FlushInterval is how often the gate writes what it records in memory (when
-	// each key was last used); 0 means DefaultFlushInterval.
+	// Ledger, if set, receives the calls the gate served, per key and minute,
+	// once a flush (the usage an account page shows and billing meters).
+	Ledger entitlement.Ledger
+	// FlushInterval is how often the gate writes what it records in memory (the
+	// calls served, when each key was last used); 0 means DefaultFlushInterval.
 	FlushInterval time.Duration
 	// Logger receives the burst limiter's store errors (at most one line a
 	// second) and failed background writes; nil means slog.Default().
@@ -122,6 +144,7 @@ var ErrUnavailable = problem.New(problem.Unavailable, "tollgate: a store is unav
 type Gate struct {
 	keys    apikey.Store
 	quotas  quota.Store
+	leases  *quota.Leases
 	auth    *apikey.Authenticator
 	limiter *ratelimit.Limiter
 	catalog entitlement.Catalog
@@ -137,7 +160,8 @@ type Gate struct {
 	observe func(Decision)
 	log     *slog.Logger
 
-	usage     recorder
+	usage     *recorder
+	ledger    entitlement.Ledger
 	stop      chan struct{} // closed by Close
 	done      chan struct{} // closed when the background loop has returned
 	closeOnce sync.Once
@@ -179,6 +203,7 @@ func New(stores Stores, catalog entitlement.Catalog, cfg Config) (*Gate, error) 
 	limiter, err := ratelimit.New(counters, ratelimit.Config{
 		FailClosed:    cfg.BurstFailClosed,
 		DenyCacheSize: cfg.DenyCacheSize,
+		MaxBatch:      cfg.BurstMaxBatch,
 		Logger:        cfg.Logger,
 	})
 	if err != nil {
@@ -187,7 +212,7 @@ func New(stores Stores, catalog entitlement.Catalog, cfg Config) (*Gate, error) 
 	g := &Gate{
 		keys:    stores.Keys,
 		quotas:  stores.Quotas,
-		auth:    apikey.NewAuthenticator(stores.Keys, apikey.Config{MaxKeyLength: cfg.MaxKeyLength}),
+		auth:    apikey.NewAuthenticator(stores.Keys, apikey.Config{MaxKeyLength: cfg.MaxKeyLength, Cache: cfg.KeyCache}),
 		limiter: limiter,
 		catalog: catalog,
 		plans:   make(map[string]*plan, len(catalog)),
@@ -200,7 +225,8 @@ func New(stores Stores, catalog entitlement.Catalog, cfg Config) (*Gate, error) 
 		onError: cfg.OnError,
 		observe: cfg.Observe,
 		log:     cfg.Logger,
-		usage:   recorder{used: make(map[string]time.Time)},
+		usage:   newRecorder(),
+		ledger:  cfg.Ledger,
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -218,12 +244,18 @@ func New(stores Stores, catalog entitlement.Catalog, cfg Config) (*Gate, error) 
 	if g.anon = g.plans[anon]; g.anon == nil {
 		return nil, fmt.Errorf("tollgate: Config.AnonymousPlan %q is not a plan of the catalog", anon)
 	}
+	if _, local := stores.Keys.(*akmem.Store); local {
+		g.auth.SetChannel(true) // this process makes every change, and hears of each
+	}
 	if g.header == "" {
 		g.header = DefaultHeader
 	}
 	if g.cycle <= 0 {
 		g.cycle = quota.DefaultCycle
 	}
+	lc := cfg.Leases
+	lc.Cycle = g.cycle
+	g.leases = quota.NewLeases(stores.Quotas, lc)
 	if g.charge == nil {
 		g.charge = func(status int) bool { return status < http.StatusBadRequest }
 	}
@@ -392,7 +424,7 @@ func (g *Gate) decide(step, bucket, planName, result string) {
 // back if next's answer does not count.
 func (g *Gate) meter(w http.ResponseWriter, r *http.Request, next http.Handler, p apikey.Principal, pl *plan) {
 	now := g.now()
-	u, err := quota.Consume(r.Context(), g.quotas, p.QuotaID, now)
+	u, err := g.leases.Take(r.Context(), p.QuotaID, now)
 	switch {
 	case errors.Is(err, quota.ErrExceeded):
 		h := w.Header()
@@ -415,13 +447,43 @@ func (g *Gate) meter(w http.ResponseWriter, r *http.Request, next http.Handler, 
 	m := &meterWriter{ResponseWriter: w, g: g, u: u}
 	next.ServeHTTP(m, r)
 	if m.decide(http.StatusOK) {
-		g.usage.note(p.KeyID, now)
+		g.usage.note(p, now)
 		return
 	}
-	// The request is answered; the give-back must not depend on the client still
-	// being connected.
-	_ = g.quotas.Release(context.WithoutCancel(r.Context()), p.QuotaID, 1, u.CycleStart)
+	// Given back to the lease in memory: nothing to fail during an outage, and
+	// nothing that depends on the client still being connected.
+	g.leases.Refund(p.QuotaID, u)
 }
+
+// Usage returns quota id's usage at now as served: the quota store's count less
+// the calls this gate holds leased and unspent. Other replicas' unspent leases
+// still count until they are spent or given back (within their idle timeout,
+// 2 s by default), so across replicas the figure settles within seconds.
+func (g *Gate) Usage(ctx context.Context, id string) (quota.Usage, error) {
+	u, err := g.quotas.Usage(ctx, id, g.now())
+	if err != nil {
+		return u, err
+	}
+	u.Used = max(u.Used-g.leases.Unspent(id, u.CycleStart), 0)
+	return u, nil
+}
+
+// ForgetKeys drops the verified-key cache's entries of the keys with those hashes
+// (all of them with none), so that their next request asks the key store: what a
+// change channel such as apikey/pqnotify calls when another process changed keys.
+func (g *Gate) ForgetKeys(hashes ...string) { g.auth.Forget(hashes...) }
+
+// SetKeyChannel tells the gate whether a channel that carries every process's key
+// changes to ForgetKeys is up: while it is, verified keys are cached for the
+// cache's TTL; while it is not, for its short FallbackTTL, which then bounds how
+// long another process's revocation goes unseen.
+func (g *Gate) SetKeyChannel(up bool) { g.auth.SetChannel(up) }
+
+// KeyCacheStats returns the verified-key cache's counters.
+func (g *Gate) KeyCacheStats() apikey.CacheStats { return g.auth.Stats() }
+
+// Leases returns the gate's quota leases, for their statistics.
+func (g *Gate) Leases() *quota.Leases { return g.leases }
 
 // Bootstrap prepares the schema of every store the gate was given that keeps one
 // (the SQL stores: keys first, then quotas, which may share the keys' table). It

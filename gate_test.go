@@ -19,6 +19,7 @@ import (
 	"github.com/releaseradar/tollgate/apikey"
 	akmem "github.com/releaseradar/tollgate/apikey/memstore"
 	"github.com/releaseradar/tollgate/entitlement"
+	entmem "github.com/releaseradar/tollgate/entitlement/memstore"
 	"github.com/releaseradar/tollgate/quota"
 	qmem "github.com/releaseradar/tollgate/quota/memstore"
 	"github.com/releaseradar/tollgate/ratelimit"
@@ -41,6 +42,12 @@ type flakyKeys struct {
 }
 
 var errDown = errors.New("connection refused (secret dsn=postgres://u:hunter2@db)")
+
+// Watch passes the wrapped store's change feed on, so the gate's key cache hears
+// of revocations.
+func (f *flakyKeys) Watch(fn func(hashes []string)) (stop func()) {
+	return f.Store.(apikey.Changes).Watch(fn)
+}
 
 func (f *flakyKeys) ByHash(ctx context.Context, hash string) (apikey.Key, error) {
 	if f.down.Load() {
@@ -215,6 +222,10 @@ func TestChainOrder(t *testing.T) {
 	if ra, _ := strconv.Atoi(a.header.Get("Retry-After")); ra < 1 || ra > 60 {
 		t.Errorf("burst Retry-After %q", a.header.Get("Retry-After"))
 	}
+	// Closing the gate gives leased calls back: the store then holds what was served.
+	if err := f.gate.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	u, err := f.quotas.Usage(context.Background(), keyOf(t, f, gold).QuotaID, f.now)
 	if err != nil || u.Used != 4 {
 		t.Fatalf("gold usage %+v, %v: want 4 (the refused burst spent nothing)", u, err)
@@ -345,8 +356,11 @@ func TestGiveBack(t *testing.T) {
 			t.Fatalf("served call %d: %d %q", i+1, a.status, a.header.Get("X-Quota-Remaining"))
 		}
 	}
-	if got := f.quotas.released.Load(); got != 3 {
-		t.Errorf("%d calls released, want 3", got)
+	if err := f.gate.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := f.quotas.Usage(context.Background(), keyOf(t, f, silver).QuotaID, f.now); u.Used != 3 {
+		t.Errorf("the store counts %d calls after Close, want the 3 served", u.Used)
 	}
 
 	// A handler that writes nothing answers 200 and is charged; one that flushes
@@ -375,7 +389,8 @@ func TestGiveBack(t *testing.T) {
 	}
 }
 
-// The give-back happens after the answer, even when the client has gone.
+// The give-back happens after the answer, even when the client has gone, and does
+// not touch the store: it cannot fail while the store is down.
 func TestGiveBackOutlivesClient(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, tollgate.Config{})
@@ -386,8 +401,16 @@ func TestGiveBackOutlivesClient(t *testing.T) {
 		w.WriteHeader(http.StatusBadGateway)
 	}))
 	call(h, silver, func(r *http.Request) { *r = *r.WithContext(ctx) })
-	if f.quotas.released.Load() != 1 {
-		t.Fatal("the give-back of a request whose client left was not made")
+	f.quotas.down.Store(true) // the give-back went to the lease: the store is not needed
+	if a := call(f.gate.Require("silver")(ok), silver); a.status != 200 || a.header.Get("X-Quota-Remaining") != "2" {
+		t.Fatalf("after the give-back, with the store down: %d remaining %q, want the refunded call served", a.status, a.header.Get("X-Quota-Remaining"))
+	}
+	f.quotas.down.Store(false)
+	if err := f.gate.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := f.quotas.Usage(context.Background(), keyOf(t, f, silver).QuotaID, f.now); u.Used != 1 {
+		t.Errorf("store counts %d after Close, want the 1 served", u.Used)
 	}
 }
 
@@ -629,5 +652,64 @@ func TestLastUsed(t *testing.T) {
 			t.Fatal("the background loop never wrote the key's last use")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// flakyLedger fails Record while down, after applying it when applyFirst is set:
+// a write whose COMMIT lost its answer.
+type flakyLedger struct {
+	entitlement.Ledger
+	mu         sync.Mutex
+	fails      int
+	applyFirst bool
+	batches    []string
+}
+
+func (l *flakyLedger) Record(ctx context.Context, batch string, recs []entitlement.UsageRecord) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.batches = append(l.batches, batch)
+	if l.fails > 0 {
+		l.fails--
+		if l.applyFirst {
+			_ = l.Ledger.Record(ctx, batch, recs)
+		}
+		return errors.New("connection reset")
+	}
+	return l.Ledger.Record(ctx, batch, recs)
+}
+
+// The gate counts served calls per key and minute in the ledger, once a flush;
+// calls given back are not counted, and a batch whose write failed is written
+// again under its name, so it counts once even if the failed write had applied.
+func TestLedger(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := entmem.New()
+	ledger := &flakyLedger{Ledger: store, fails: 1, applyFirst: true}
+	f := newFixture(t, tollgate.Config{Ledger: ledger, FlushInterval: time.Hour})
+	key := f.issue(t, "sam", "gold", 0)
+	h := f.gate.Require("gold")(ok)
+	notFound := f.gate.Require("gold")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) }))
+	call(h, key)
+	call(h, key)
+	call(notFound, key)
+	f.now = f.now.Add(time.Minute)
+	call(h, key)
+	if err := f.gate.Close(ctx); err == nil {
+		t.Fatal("Close reported no error although the ledger failed")
+	}
+	if err := f.gate.Close(ctx); err != nil { // the retry
+		t.Fatal(err)
+	}
+	got, err := store.Usage(ctx, "sam", f.now.Add(-time.Hour), f.now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Calls != 2 || got[1].Calls != 1 || got[0].KeyID != keyOf(t, f, key).ID {
+		t.Fatalf("ledger %+v, want 2 calls in the first minute and 1 in the next (the 404 given back)", got)
+	}
+	if len(ledger.batches) != 2 || ledger.batches[0] != ledger.batches[1] {
+		t.Errorf("batches written %v, want one batch written twice under one name", ledger.batches)
 	}
 }

@@ -37,12 +37,13 @@ func (g *Gate) Issue(ctx context.Context, userID, planName string, limit int64, 
 		raw string
 		k   apikey.Key
 	)
+	var revoked []apikey.Key
 	err := g.atomic(ctx, func(ctx context.Context) error {
 		now := g.now()
-		if _, err := g.keys.RevokeUser(ctx, userID, reason, now); err != nil {
+		var err error
+		if revoked, err = g.keys.RevokeUser(ctx, userID, reason, now); err != nil {
 			return err
 		}
-		var err error
 		if raw, k, err = apikey.New(g.prefix, userID, planName, now); err != nil {
 			return err
 		}
@@ -54,7 +55,17 @@ func (g *Gate) Issue(ctx context.Context, userID, planName string, limit int64, 
 	if err != nil {
 		return "", apikey.Key{}, fmt.Errorf("tollgate: issue: %w", err)
 	}
+	g.retire(ctx, revoked)
 	return raw, k, nil
+}
+
+// retire gives the leased calls of revoked keys' quotas back to the quota store,
+// once their revocation has committed. A failure keeps them for the background
+// loop to give back.
+func (g *Gate) retire(ctx context.Context, revoked []apikey.Key) {
+	for _, k := range revoked {
+		_ = g.leases.Drop(ctx, k.QuotaID)
+	}
 }
 
 // Rotate replaces the user's active key with a new one on the same plan that keeps
@@ -80,6 +91,7 @@ func (g *Gate) RevokeUser(ctx context.Context, userID, reason string) (int, erro
 	if err != nil {
 		return 0, fmt.Errorf("tollgate: revoke: %w", err)
 	}
+	g.retire(ctx, revoked)
 	return len(revoked), nil
 }
 
