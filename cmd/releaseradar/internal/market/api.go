@@ -1,6 +1,7 @@
 package market
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,7 +11,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,6 +112,9 @@ type feedBody struct {
 // Cache-Control: public, max-age=120, an Age header and a strong ETag
 // (If-None-Match answers 304).
 func (a *API) PublicFeed(w http.ResponseWriter, r *http.Request) {
+	if _, ok := a.params(w, r); !ok {
+		return
+	}
 	body, etag, at, err := a.publicFeed(r.Context())
 	if err != nil {
 		a.fail(w, r, err)
@@ -161,13 +167,14 @@ type searchBody struct {
 }
 
 // Search answers GET /events/search?q=&ticker=&type=&from=&to=&limit=&cursor=
-// (see ParseQuery) with {"events": [...], "next_cursor": "…" or null}. Pass
-// next_cursor back as cursor, with the same filters, for the next page.
+// (see ParseValues and ParseQuery) with {"events": [...], "next_cursor": "…" or
+// null}. Pass next_cursor back as cursor, with the same filters, for the next page.
 func (a *API) Search(w http.ResponseWriter, r *http.Request) {
-	if !a.checkRawQuery(w, r) {
+	v, ok := a.params(w, r)
+	if !ok {
 		return
 	}
-	q, err := ParseQuery(r.URL.Query())
+	q, err := ParseQuery(v)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -188,6 +195,10 @@ func (a *API) Search(w http.ResponseWriter, r *http.Request) {
 // Event answers GET /events/{id} with the event's public fields. An id that is not
 // a positive integer goes to OnError as an *InputError (400), an unknown one as a
 // *NotFoundError (404).
+//
+// Every handler refuses, as an *InputError naming the parameter, a request whose
+// query string (read or not) or path variable does not decode to UTF-8 text
+// without NUL bytes (see ParseValues), before anything reaches the database.
 func (a *API) Event(w http.ResponseWriter, r *http.Request) {
 	if e, ok := a.event(w, r, "id"); ok {
 		a.writeJSON(w, r, e)
@@ -197,10 +208,12 @@ func (a *API) Event(w http.ResponseWriter, r *http.Request) {
 // event loads the event named by the path variable param, or reports an
 // *InputError or a *NotFoundError to OnError and false.
 func (a *API) event(w http.ResponseWriter, r *http.Request, param string) (Event, bool) {
-	s := pathVar(r, param)
-	id, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || id <= 0 || s[0] == '+' {
-		a.fail(w, r, badParam(param, "must be a positive integer"))
+	if _, ok := a.params(w, r); !ok {
+		return Event{}, false
+	}
+	id, err := parseEventID(param, pathVar(r, param))
+	if err != nil {
+		a.fail(w, r, err)
 		return Event{}, false
 	}
 	e, err := a.store.Event(r.Context(), id)
@@ -240,12 +253,13 @@ func (a *API) Impact(w http.ResponseWriter, r *http.Request) {
 // Companies answers GET /companies?q= with {"companies": [...]}: the companies whose
 // ticker or name contains q, by ticker; all of them without q.
 func (a *API) Companies(w http.ResponseWriter, r *http.Request) {
-	if !a.checkRawQuery(w, r) {
+	v, ok := a.params(w, r)
+	if !ok {
 		return
 	}
-	q := strings.TrimSpace(r.URL.Query().Get("q"))
-	if utf8.RuneCountInString(q) > MaxCompanyQueryLen || !utf8.ValidString(q) {
-		a.fail(w, r, badParam("q", "must be UTF-8 text of at most "+strconv.Itoa(MaxCompanyQueryLen)+" characters"))
+	q, err := parseCompanyQuery(v)
+	if err != nil {
+		a.fail(w, r, err)
 		return
 	}
 	cs, err := a.store.Companies(r.Context(), q)
@@ -259,9 +273,12 @@ func (a *API) Companies(w http.ResponseWriter, r *http.Request) {
 // Company answers GET /companies/{ticker}. A malformed ticker goes to OnError as an
 // *InputError (400), one not listed as a *NotFoundError (404).
 func (a *API) Company(w http.ResponseWriter, r *http.Request) {
-	t, ok := normTicker(pathVar(r, "ticker"))
-	if !ok {
-		a.fail(w, r, badParam("ticker", tickerReason))
+	if _, ok := a.params(w, r); !ok {
+		return
+	}
+	t, err := parseTicker("ticker", pathVar(r, "ticker"))
+	if err != nil {
+		a.fail(w, r, err)
 		return
 	}
 	c, err := a.store.Company(r.Context(), t)
@@ -280,6 +297,9 @@ func (a *API) Company(w http.ResponseWriter, r *http.Request) {
 // each once, weights in (0, 1] adding up to at most 1, at most MaxBodyBytes. The
 // answer is a PortfolioResult over the PortfolioWindow ending now.
 func (a *API) PortfolioImpact(w http.ResponseWriter, r *http.Request) {
+	if _, ok := a.params(w, r); !ok {
+		return
+	}
 	holdings, err := readHoldings(w, r)
 	if err != nil {
 		a.fail(w, r, err)
@@ -313,12 +333,33 @@ func badField(field, reason string) error {
 	return &InputError{Param: field, Reason: reason, where: "body field"}
 }
 
-// readHoldings decodes and checks a portfolio body, upper-casing tickers.
+// readHoldings reads and checks a portfolio body (ParseHoldings).
 func readHoldings(w http.ResponseWriter, r *http.Request) ([]Holding, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		return nil, bodyError(err)
+	}
+	return ParseHoldings(b)
+}
+
+// ParseHoldings decodes and checks a portfolio body, as POST /portfolio/impact
+// does, upper-casing tickers. Every refusal is an *InputError naming the request
+// body or the field: a body over MaxBodyBytes, one that is not UTF-8 (encoding/json
+// would quietly replace the bytes), not a single JSON object, or with an unknown
+// field; a string that is not UTF-8 text without NUL bytes; 0 or more than
+// MaxHoldings holdings, a malformed or repeated ticker, a weight outside (0, 1] or
+// weights adding up to more than 1.
+func ParseHoldings(b []byte) ([]Holding, error) {
+	if len(b) > MaxBodyBytes {
+		return nil, bodyError(&http.MaxBytesError{Limit: MaxBodyBytes})
+	}
+	if !utf8.Valid(b) {
+		return nil, &InputError{Param: "request body", Reason: fmt.Sprintf("is not UTF-8 (at byte %d)", invalidUTF8At(b)+1), where: "request"}
+	}
 	var body struct {
 		Holdings []Holding `json:"holdings"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
 		return nil, bodyError(err)
@@ -336,12 +377,16 @@ func readHoldings(w http.ResponseWriter, r *http.Request) ([]Holding, error) {
 	seen := make(map[string]bool, n)
 	var sum float64
 	for i, h := range body.Holdings {
+		field := fmt.Sprintf("holdings[%d].ticker", i)
+		if !validText(h.Ticker) {
+			return nil, badField(field, textReason)
+		}
 		t, ok := normTicker(h.Ticker)
 		if !ok {
-			return nil, badField(fmt.Sprintf("holdings[%d].ticker", i), tickerReason)
+			return nil, badField(field, tickerReason)
 		}
 		if seen[t] {
-			return nil, badField(fmt.Sprintf("holdings[%d].ticker", i), t+" is listed twice")
+			return nil, badField(field, t+" is listed twice")
 		}
 		seen[t] = true
 		if !(h.Weight > 0 && h.Weight <= 1) {
@@ -372,7 +417,11 @@ func bodyError(err error) error {
 	case errors.Is(err, io.EOF):
 		reason = "is empty; " + reason
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		reason = "has an unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+		// The name is the client's: shown only when it is short and plain.
+		reason = "has an unknown field"
+		if name := strings.TrimPrefix(err.Error(), "json: unknown field "); plainName.MatchString(name) {
+			reason += " " + name
+		}
 	}
 	return &InputError{Param: "request body", Reason: reason, where: "request"}
 }
@@ -389,13 +438,32 @@ func jsonKind(k reflect.Kind) string {
 	return k.String()
 }
 
-// checkRawQuery refuses query strings longer than any valid search needs.
-func (a *API) checkRawQuery(w http.ResponseWriter, r *http.Request) bool {
-	if len(r.URL.RawQuery) > maxRawQuery {
-		a.fail(w, r, &InputError{Param: "query string", Reason: fmt.Sprintf("must be at most %d bytes", maxRawQuery), where: "request"})
-		return false
+// plainName is an unknown body field's name as bodyError may quote it.
+var plainName = regexp.MustCompile(`^"[A-Za-z0-9_]{1,32}"$`)
+
+// invalidUTF8At returns the offset of the first byte of b that is not UTF-8; the
+// detail counts from 1, as a JSON syntax error's does.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
 	}
-	return true
+	return len(b)
+}
+
+// params decodes the query string (ParseValues), or reports its *InputError to
+// OnError and false. Every handler calls it, so no route lets text that is not
+// UTF-8 without NUL reach it, whether it reads its parameters or not.
+func (a *API) params(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	v, err := ParseValues(r.URL.RawQuery)
+	if err != nil {
+		a.fail(w, r, err)
+		return nil, false
+	}
+	return v, true
 }
 
 // pathVar reads a path variable set by gorilla/mux, or by http.ServeMux.

@@ -479,3 +479,85 @@ func TestOnError(t *testing.T) {
 		t.Errorf("canceled request: status %d, log %q; want 503, nothing logged", rec.Code, logged.String())
 	}
 }
+
+// TestTextInput: text that is not UTF-8, or holds a NUL byte, is refused with a
+// 400 naming its parameter before it reaches the database, with the same answer on
+// SQLite and PostgreSQL (a NUL in the companies q listed every company on SQLite
+// and failed on PostgreSQL); so are query strings url.ParseQuery would have
+// quietly cut, and letters that only Unicode case mapping turns into ASCII.
+func TestTextInput(t *testing.T) {
+	text := func(param string) string {
+		return `Invalid parameter "` + param + `": must be UTF-8 text without NUL bytes`
+	}
+	form := "Invalid query string: must be name=value pairs of URL-encoded UTF-8 text without NUL bytes, separated by &"
+	escape := func(param string) string {
+		return `Invalid parameter "` + param + `": must be URL-encoded, each % followed by two hex digits, with no ';'`
+	}
+	tests := []struct{ method, target, body, detail string }{
+		{"GET", "/companies?q=%00", "", text("q")},
+		{"GET", "/companies?q=Apple%00", "", text("q")},
+		{"GET", "/companies?q=%FF", "", text("q")},
+		{"GET", "/companies?q=%C0%80", "", text("q")},
+		{"GET", "/companies?q=%ED%A0%80", "", text("q")},
+		{"GET", "/companies?q=%zz", "", escape("q")},
+		{"GET", "/companies?q=a;b", "", escape("q")},
+		{"GET", "/events/search?q=apple%00drug", "", text("q")},
+		{"GET", "/events/search?ticker=AAPL%00", "", text("ticker")},
+		{"GET", "/events/search?type=earnings%00", "", text("type")},
+		{"GET", "/events/search?from=2026-01-01%00", "", text("from")},
+		{"GET", "/events/search?cursor=%FF", "", text("cursor")},
+		{"GET", "/events/search?pad=%00", "", text("pad")},
+		{"GET", "/events/search?q%00=apple", "", form},
+		{"GET", "/events/search?%zz=1", "", form},
+		{"GET", "/events/search?=%0", "", form},
+		{"GET", "/companies?=%00", "", form},
+		{"GET", "/events/search?" + strings.Repeat("n", maxParamName+1) + "=1", "", form},
+		{"GET", "/events/search?type=EARN%C4%B0NGS", "", `Invalid parameter "type": must be one of earnings, guidance, product_launch, regulatory, m_and_a, filing`},
+		{"GET", "/events/search?ticker=%C4%B1bm", "", `Invalid parameter "ticker": must be a ticker symbol such as AAPL or BRK.B`},
+		{"GET", "/events/public?x=%00", "", text("x")},
+		{"GET", "/events/7?x=%FF", "", text("x")},
+		{"GET", "/events/%00", "", text("id")},
+		{"GET", "/impact/7%FF", "", text("event_id")},
+		{"GET", "/companies/A%00", "", text("ticker")},
+		{"GET", "/companies/%C4%B1bm", "", `Invalid parameter "ticker": must be a ticker symbol such as AAPL or BRK.B`},
+		{"POST", "/portfolio/impact?x=%00", `{"holdings":[{"ticker":"AAPL","weight":0.5}]}`, text("x")},
+		{"POST", "/portfolio/impact", `{"holdings":[{"ticker":"AAPL\u0000","weight":0.5}]}`, `Invalid body field "holdings[0].ticker": must be UTF-8 text without NUL bytes`},
+		{"POST", "/portfolio/impact", "{\"holdings\":[{\"ticker\":\"\xffAAPL\",\"weight\":0.5}]}", `Invalid request body: is not UTF-8 (at byte 25)`},
+		{"POST", "/portfolio/impact", `{"holdings":[{"ticker":"AAPL","weight":0.5}],"x\u0000` + strings.Repeat("y", 100) + `":1}`, `Invalid request body: has an unknown field`},
+		{"POST", "/portfolio/impact", `{"holdings":[{"ticker":"AAPL","weight":0.5}],"leverage":3}`, `Invalid request body: has an unknown field "leverage"`},
+	}
+	bodies := map[string][]string{}
+	loadedDBs(t, func(t *testing.T, db *sqlx.DB) {
+		h := router(NewAPI(db, Config{Now: func() time.Time { return dataEnd }}))
+		for _, tt := range tests {
+			rec := do(t, h, tt.method, tt.target, tt.body)
+			name := tt.method + " " + tt.target + " " + tt.body[:min(len(tt.body), 40)]
+			checkProblem(t, name, rec, http.StatusBadRequest, tt.detail)
+			exact := httptest.NewRecorder()
+			problem.Write(exact, http.StatusBadRequest, tt.detail)
+			if !bytes.Equal(rec.Body.Bytes(), exact.Body.Bytes()) {
+				t.Errorf("%s: %s, want detail %q exactly", name, rec.Body, tt.detail)
+			}
+			bodies[name] = append(bodies[name], rec.Body.String())
+		}
+		// The store refuses such text too, whoever calls it.
+		ctx := context.Background()
+		s := NewStore(db)
+		_, err1 := s.Companies(ctx, "\x00")
+		_, err2 := s.Company(ctx, "A\xff")
+		_, err3 := s.Search(ctx, Query{Terms: []string{"a\x00"}})
+		_, err4 := s.CompaniesByTicker(ctx, []string{"AAPL", "\x00"})
+		_, err5 := s.Recent(ctx, []string{"\x00"}, dataEnd.Add(-time.Hour), dataEnd)
+		for i, err := range []error{err1, err2, err3, err4, err5} {
+			var in *InputError
+			if !errors.As(err, &in) || in.Reason != textReason {
+				t.Errorf("store call %d: %v, want an *InputError", i+1, err)
+			}
+		}
+	})
+	for name, bs := range bodies {
+		if len(bs) == 2 && bs[0] != bs[1] {
+			t.Errorf("%s: SQLite answers %s, PostgreSQL %s", name, bs[0], bs[1])
+		}
+	}
+}

@@ -62,6 +62,33 @@ func ExampleParseQuery() {
 	// Invalid parameter "limit": must be an integer from 1 to 100
 }
 
+// A raw query string is decoded with ParseValues, which refuses what
+// url.ParseQuery would quietly drop, and text that is not UTF-8 without NUL bytes.
+func ExampleParseValues() {
+	v, err := market.ParseValues("q=obesity+drug&limit=5")
+	fmt.Println(v.Get("q"), v.Get("limit"), err)
+
+	for _, raw := range []string{"q=apple%00", "q=%zz"} {
+		_, err := market.ParseValues(raw)
+		fmt.Println(err.(*market.InputError).ProblemDetail())
+	}
+	// Output:
+	// obesity drug 5 <nil>
+	// Invalid parameter "q": must be UTF-8 text without NUL bytes
+	// Invalid parameter "q": must be URL-encoded, each % followed by two hex digits, with no ';'
+}
+
+// A portfolio body is checked before any ticker is looked up.
+func ExampleParseHoldings() {
+	hs, err := market.ParseHoldings([]byte(`{"holdings":[{"ticker":"brk.b","weight":0.5}]}`))
+	fmt.Println(hs, err)
+	_, err = market.ParseHoldings([]byte(`{"holdings":[{"ticker":"AAPL\u0000","weight":0.5}]}`))
+	fmt.Println(err.(*market.InputError).ProblemDetail())
+	// Output:
+	// [{BRK.B 0.5}] <nil>
+	// Invalid body field "holdings[0].ticker": must be UTF-8 text without NUL bytes
+}
+
 // The handlers report what went wrong to Config.OnError as typed errors; the
 // caller maps them to statuses and answers with the sentence they carry.
 func ExampleNotFoundError() {

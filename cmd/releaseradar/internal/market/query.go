@@ -72,8 +72,14 @@ func ParseCursor(s string) (Cursor, error) {
 
 // ParseQuery reads a search from URL parameters: q, ticker, type, from, to, limit and
 // cursor. Dates are RFC 3339 or YYYY-MM-DD; from is inclusive, and so is to (a date
-// includes that whole UTC day). Any bad value returns an *InputError naming it.
+// includes that whole UTC day). Any bad value returns an *InputError naming it, and
+// so does any parameter, used or not, whose name or value is not UTF-8 text without
+// NUL bytes. Use ParseValues on a raw query string: url.ParseQuery drops what it
+// cannot decode.
 func ParseQuery(v url.Values) (Query, error) {
+	if err := checkValues(v); err != nil {
+		return Query{}, err
+	}
 	var q Query
 	if s := v.Get("q"); strings.TrimSpace(s) != "" {
 		terms, err := parseTerms("q", s)
@@ -83,14 +89,14 @@ func ParseQuery(v url.Values) (Query, error) {
 		q.Terms = terms
 	}
 	if s := v.Get("ticker"); s != "" {
-		t, ok := normTicker(s)
-		if !ok {
-			return Query{}, badParam("ticker", tickerReason)
+		t, err := parseTicker("ticker", s)
+		if err != nil {
+			return Query{}, err
 		}
 		q.Ticker = t
 	}
 	if s := v.Get("type"); s != "" {
-		t := strings.ToLower(s)
+		t := asciiCase(s, 'A', 'a')
 		if !slices.Contains(Types(), t) {
 			return Query{}, badParam("type", "must be one of "+strings.Join(Types(), ", "))
 		}
@@ -161,24 +167,39 @@ var tickerPattern = regexp.MustCompile(`^[A-Z][A-Z0-9]{0,5}([.-][A-Z0-9]{1,2})?$
 
 const tickerReason = "must be a ticker symbol such as AAPL or BRK.B"
 
-// normTicker upper-cases s and reports whether it is shaped like a ticker.
+// normTicker upper-cases s and reports whether it is shaped like a ticker. Only
+// ASCII letters are upper-cased: strings.ToUpper would also turn "ı" and "ſ" into
+// "I" and "S", accepting "ıbm" as IBM.
 func normTicker(s string) (string, bool) {
 	if len(s) > 10 {
 		return "", false
 	}
-	t := strings.ToUpper(s)
+	t := asciiCase(s, 'a', 'A')
 	return t, tickerPattern.MatchString(t)
+}
+
+// asciiCase maps the ASCII letters from from+0 to from+25 onto to+0 to to+25 and
+// leaves every other byte as it is: asciiCase(s, 'A', 'a') lower-cases ASCII
+// only, where strings.ToLower would also turn "İ" into "i".
+func asciiCase(s string, from, to byte) string {
+	b := []byte(s)
+	for i, c := range b {
+		if from <= c && c < from+26 {
+			b[i] = c - from + to
+		}
+	}
+	return string(b)
 }
 
 // parseTerms splits a free-text query into lower-case words of letters and digits;
 // everything else separates words, so no input can reach the full-text engine's
 // query syntax.
 func parseTerms(param, s string) ([]string, error) {
+	if err := checkText(param, s); err != nil {
+		return nil, err
+	}
 	if utf8.RuneCountInString(s) > MaxQueryLen {
 		return nil, badParam(param, "must be at most "+strconv.Itoa(MaxQueryLen)+" characters")
-	}
-	if !utf8.ValidString(s) {
-		return nil, badParam(param, "must be UTF-8 text")
 	}
 	terms := strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
 		return !unicode.IsLetter(r) && !unicode.IsDigit(r)
@@ -187,4 +208,40 @@ func parseTerms(param, s string) ([]string, error) {
 		return nil, badParam(param, "must contain a letter or a digit")
 	}
 	return slices.Compact(terms), nil
+}
+
+// parseEventID reads the path variable param ("id", "event_id"): a positive integer.
+func parseEventID(param, s string) (int64, error) {
+	if err := checkText(param, s); err != nil {
+		return 0, err
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 || s[0] == '+' {
+		return 0, badParam(param, "must be a positive integer")
+	}
+	return id, nil
+}
+
+// parseTicker reads the ticker of parameter param, upper-cased.
+func parseTicker(param, s string) (string, error) {
+	if err := checkText(param, s); err != nil {
+		return "", err
+	}
+	t, ok := normTicker(s)
+	if !ok {
+		return "", badParam(param, tickerReason)
+	}
+	return t, nil
+}
+
+// parseCompanyQuery reads the q of GET /companies, trimmed; "" lists every company.
+func parseCompanyQuery(v url.Values) (string, error) {
+	if err := checkValues(v); err != nil {
+		return "", err
+	}
+	q := strings.TrimSpace(v.Get("q"))
+	if utf8.RuneCountInString(q) > MaxCompanyQueryLen {
+		return "", badParam("q", "must be UTF-8 text of at most "+strconv.Itoa(MaxCompanyQueryLen)+" characters")
+	}
+	return q, nil
 }

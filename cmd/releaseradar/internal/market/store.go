@@ -1,6 +1,7 @@
 package market
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -14,7 +15,9 @@ import (
 )
 
 // Store reads companies and events from the database Bootstrap prepared. It selects
-// public columns only. It is safe for concurrent use.
+// public columns only. Its methods refuse text arguments that are not UTF-8 without
+// NUL bytes with an *InputError, without a query, so that SQLite and PostgreSQL
+// answer them alike. It is safe for concurrent use.
 type Store struct {
 	db *sqlx.DB
 	pg bool
@@ -64,6 +67,9 @@ func (s *Store) Search(ctx context.Context, q Query) (Page, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = DefaultLimit
+	}
+	if err := cmp.Or(checkText("q", q.Terms...), checkText("ticker", q.Ticker), checkText("type", q.Type)); err != nil {
+		return Page{}, err
 	}
 	query, args := s.searchSQL(q, limit+1)
 	var rows []eventRow
@@ -143,6 +149,9 @@ func (s *Store) Recent(ctx context.Context, tickers []string, since, until time.
 	if len(tickers) == 0 {
 		return []Event{}, nil
 	}
+	if err := checkText("ticker", tickers...); err != nil {
+		return nil, err
+	}
 	query, args, err := sqlx.In("SELECT "+eventColumns+` FROM market_events e
 WHERE e.ticker IN (?) AND e.occurred_at > ? AND e.occurred_at <= ?
 ORDER BY e.occurred_at DESC, e.id DESC`, tickers, sqldb.T(since), sqldb.T(until))
@@ -159,6 +168,9 @@ ORDER BY e.occurred_at DESC, e.id DESC`, tickers, sqldb.T(since), sqldb.T(until)
 // Companies returns the companies whose ticker or name contains q (case-insensitive;
 // all when q is empty), by ticker.
 func (s *Store) Companies(ctx context.Context, q string) ([]Company, error) {
+	if err := checkText("q", q); err != nil {
+		return nil, err
+	}
 	query := "SELECT ticker, name, sector, market_cap_usd FROM market_companies"
 	var args []any
 	if q != "" {
@@ -177,6 +189,9 @@ var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // Company returns the company listed as ticker (exact, upper case), or ErrNotFound.
 func (s *Store) Company(ctx context.Context, ticker string) (Company, error) {
+	if err := checkText("ticker", ticker); err != nil {
+		return Company{}, err
+	}
 	var c Company
 	err := s.db.GetContext(ctx, &c, s.db.Rebind(
 		"SELECT ticker, name, sector, market_cap_usd FROM market_companies WHERE ticker = ?"), ticker)
@@ -195,6 +210,9 @@ func (s *Store) CompaniesByTicker(ctx context.Context, tickers []string) (map[st
 	out := make(map[string]Company, len(tickers))
 	if len(tickers) == 0 {
 		return out, nil
+	}
+	if err := checkText("ticker", tickers...); err != nil {
+		return nil, err
 	}
 	query, args, err := sqlx.In("SELECT ticker, name, sector, market_cap_usd FROM market_companies WHERE ticker IN (?)", tickers)
 	if err != nil {

@@ -5,7 +5,9 @@ package session
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -18,8 +20,8 @@ const Issuer = "releaseradar"
 // MinSecretLen is the shortest HMAC secret New accepts, in bytes.
 const MinSecretLen = 32
 
-// ErrInvalid: the token is malformed, badly signed, expired or has no subject
-// (HTTP 401).
+// ErrInvalid: the token is malformed, badly signed, expired, or its subject is
+// not a user ID (HTTP 401).
 var ErrInvalid = problem.New(problem.BadSession, "session: invalid or expired token")
 
 // Config holds the optional settings of a Signer. The zero value is ready to use.
@@ -46,10 +48,17 @@ func New(secret []byte, cfg Config) (*Signer, error) {
 	return &Signer{secret: append([]byte(nil), secret...), now: now}, nil
 }
 
-// Issue returns a token for userID that expires ttl from now.
+// validUser reports whether id can be a token's subject: a user ID that the
+// dashboard's queries may take, non-empty UTF-8 text without NUL bytes.
+func validUser(id string) bool {
+	return id != "" && utf8.ValidString(id) && !strings.ContainsRune(id, 0)
+}
+
+// Issue returns a token for userID that expires ttl from now. userID must be
+// non-empty UTF-8 text without NUL bytes.
 func (s *Signer) Issue(userID string, ttl time.Duration) (string, error) {
-	if userID == "" {
-		return "", errors.New("session: empty user ID")
+	if !validUser(userID) {
+		return "", errors.New("session: the user ID must be non-empty UTF-8 text without NUL bytes")
 	}
 	if ttl <= 0 {
 		return "", errors.New("session: the lifetime must be positive")
@@ -69,7 +78,8 @@ func (s *Signer) Issue(userID string, ttl time.Duration) (string, error) {
 }
 
 // Verify returns the user ID of a valid token, or ErrInvalid. Only HS256 under the
-// Signer's secret is accepted, and a token must carry an expiry.
+// Signer's secret is accepted, a token must carry an expiry, and its subject must
+// be a user ID Issue accepts, so that no NUL byte reaches a query.
 func (s *Signer) Verify(token string) (string, error) {
 	var claims jwt.RegisteredClaims
 	_, err := jwt.ParseWithClaims(token, &claims,
@@ -79,7 +89,7 @@ func (s *Signer) Verify(token string) (string, error) {
 		jwt.WithIssuer(Issuer),
 		jwt.WithTimeFunc(s.now),
 	)
-	if err != nil || claims.Subject == "" {
+	if err != nil || !validUser(claims.Subject) {
 		return "", ErrInvalid
 	}
 	return claims.Subject, nil

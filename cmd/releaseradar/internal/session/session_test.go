@@ -61,6 +61,8 @@ func TestVerify(t *testing.T) {
 		{"unsigned", parts[0] + "." + parts[1] + ".", ""},
 		{"tampered signature", tampered, ""},
 		{"empty subject", sign(jwt.SigningMethodHS256, secret, claims("", Issuer, inAnHour)), ""},
+		{"NUL in the subject", sign(jwt.SigningMethodHS256, secret, claims("alice\x00", Issuer, inAnHour)), ""},
+		{"unicode subject", sign(jwt.SigningMethodHS256, secret, claims("zoë", Issuer, inAnHour)), "zoë"},
 		{"wrong issuer", sign(jwt.SigningMethodHS256, secret, claims("alice", "someone", inAnHour)), ""},
 		{"empty", "", ""},
 		{"garbage", "not.a.token", ""},
@@ -105,6 +107,11 @@ func TestIssueRejectsBadInput(t *testing.T) {
 	s, _ := New(secret, Config{})
 	if _, err := s.Issue("", time.Hour); err == nil {
 		t.Error("Issue accepted an empty user ID")
+	}
+	for _, id := range []string{"a\x00", "\xff", "\x00"} {
+		if _, err := s.Issue(id, time.Hour); err == nil {
+			t.Errorf("Issue accepted the user ID %q", id)
+		}
 	}
 	if _, err := s.Issue("alice", 0); err == nil {
 		t.Error("Issue accepted a zero lifetime")

@@ -15,12 +15,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
-	"time"
 
 	"github.com/releaseradar/tollgate/internal/problem"
 )
@@ -34,7 +35,8 @@ const (
 )
 
 // CookieName is the session cookie: the dashboard token itself, HttpOnly,
-// SameSite=Strict, Path=/, Secure over TLS.
+// SameSite=Strict, Path=/, Secure over TLS or through a trusted proxy that says
+// https (Config.TrustProxy).
 const CookieName = "rr_session"
 
 // maxTokenBody bounds a sign-in request body; a dashboard token is a few hundred bytes.
@@ -58,6 +60,11 @@ var (
 	ErrBadRequest = problem.New(problem.BadSignIn, "web: malformed sign-in request")
 	// ErrNotFound: no page or asset at that path (HTTP 404).
 	ErrNotFound = problem.New(problem.NoRoute, "web: no such page")
+	// ErrMethodNotAllowed: the path exists, but not with that method (HTTP 405,
+	// with the Allow header set before OnError is called).
+	ErrMethodNotAllowed = problem.New(problem.MethodNotAllowed, "web: method not allowed")
+	// ErrPage: the page template failed to render, a bug (HTTP 500).
+	ErrPage = problem.New(problem.Internal, "web: the page failed to render")
 )
 
 // VerifyFunc checks a dashboard token and returns its user ID, or an error when
@@ -78,6 +85,20 @@ type Config struct {
 	// OnError answers a request refused with one of the package's sentinel errors.
 	// Nil writes the problem responses of WriteError.
 	OnError func(w http.ResponseWriter, r *http.Request, err error)
+	// OnBadToken is called for a request whose dashboard token is missing or does
+	// not verify — a sign-in, or the page asked for with a session cookie that does
+	// not verify — before Handler refuses it. It reports whether the refusal may go
+	// on; when it returns false it has answered the request itself (429: too many
+	// failed attempts from that address) and Handler writes nothing more. Nil lets
+	// every refusal go on. The server passes its gate's SpendAddress, so that
+	// guessing tokens is burst-limited per client address.
+	OnBadToken func(w http.ResponseWriter, r *http.Request) bool
+}
+
+// badToken reports whether a request with a missing or invalid token may be
+// refused as usual (Config.OnBadToken).
+func (c Config) badToken(w http.ResponseWriter, r *http.Request) bool {
+	return c.OnBadToken == nil || c.OnBadToken(w, r)
 }
 
 func (c Config) onError(w http.ResponseWriter, r *http.Request, err error) {
@@ -141,36 +162,67 @@ type pageData struct {
 
 // Handler serves the account page and its sign-in and sign-out routes:
 //
-//	GET  /account/api-keys     the page; signed in when the rr_session cookie verifies
+//	GET  /account/              redirects to the page
+//	GET  /account/api-keys      the page; signed in when the rr_session cookie verifies
 //	GET  /account/assets/app.css, /account/assets/app.js
-//	POST /account/session      sign in: form field or JSON {"token": "..."}
-//	POST /account/logout       sign out
+//	POST /account/session       sign in: form field or JSON {"token": "..."}
+//	POST /account/logout        sign out
 //
-// A sign-in sets the rr_session cookie (HttpOnly, SameSite=Strict, Path=/, Secure
-// over TLS). A form post is answered 303 to the page; a JSON post 204, or 401 with
-// a problem document for a bad token. Both POSTs are refused when they come from
-// another origin (see RequireOrigin).
-// verify is the server's dashboard token check.
+// GET routes answer HEAD too. A sign-in sets the rr_session cookie (HttpOnly,
+// SameSite=Strict, Path=/, Secure over TLS or through a trusted proxy, see
+// Config.TrustProxy). A form post is answered 303 to the page; a JSON post 204,
+// or 401 with a problem document for a bad token. Both POSTs are refused when they
+// come from another origin (see RequireOrigin). Every other path under /account/
+// is ErrNotFound, and a path asked for with a method it does not serve is
+// ErrMethodNotAllowed with an Allow header: both, like every refusal, answered by
+// Config.OnError. verify is the server's dashboard token check.
 func Handler(verify VerifyFunc, cfg Config) http.Handler {
 	if verify == nil {
 		panic("web: Handler needs a VerifyFunc")
 	}
 	h := &handler{verify: verify, cfg: cfg, cop: cfg.protection()}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+PagePath, h.page)
-	mux.HandleFunc("GET /account/{$}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, PagePath, http.StatusFound)
-	})
-	mux.HandleFunc("GET "+AssetsPath+"{name}", h.asset)
-	mux.HandleFunc("POST "+SessionPath, h.signIn)
-	mux.HandleFunc("POST "+LogoutPath, h.signOut)
-	return mux
+	h.routes = map[string]route{
+		"/account/": {http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, PagePath, http.StatusFound)
+		}},
+		PagePath:    {http.MethodGet, h.page},
+		SessionPath: {http.MethodPost, h.signIn},
+		LogoutPath:  {http.MethodPost, h.signOut},
+	}
+	for name := range staticAssets {
+		h.routes[AssetsPath+name] = route{http.MethodGet, h.asset}
+	}
+	return h
 }
 
 type handler struct {
 	verify VerifyFunc
 	cfg    Config
 	cop    *http.CrossOriginProtection
+	routes map[string]route // by exact path
+}
+
+// route is what one path serves: a GET route answers HEAD too.
+type route struct {
+	method string
+	serve  http.HandlerFunc
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt, ok := h.routes[r.URL.Path]
+	switch {
+	case !ok:
+		h.cfg.onError(w, r, ErrNotFound)
+	case r.Method == rt.method || (rt.method == http.MethodGet && r.Method == http.MethodHead):
+		rt.serve(w, r)
+	default:
+		allow := rt.method
+		if allow == http.MethodGet {
+			allow = "GET, HEAD"
+		}
+		w.Header().Set("Allow", allow)
+		h.cfg.onError(w, r, ErrMethodNotAllowed)
+	}
 }
 
 func securityHeaders(h http.Header) {
@@ -191,13 +243,18 @@ func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 			data.UserID = user
 			data.Message = ""
 		} else {
+			// The page tells a good cookie from a bad one: a guess, limited as
+			// sign-ins are.
+			if !h.cfg.badToken(w, r) {
+				return
+			}
 			http.SetCookie(w, h.cookie(r, "", -1))
 			data.Message = messages["expired"]
 		}
 	}
 	var buf bytes.Buffer
 	if err := page.Execute(&buf, data); err != nil {
-		http.Error(w, "web: the page failed to render", http.StatusInternalServerError)
+		h.cfg.onError(w, r, fmt.Errorf("%w: %w", ErrPage, err))
 		return
 	}
 	hd := w.Header()
@@ -207,18 +264,34 @@ func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(buf.Bytes())
 }
 
+// asset serves an embedded file whole, or 304 for a matching If-None-Match. Range
+// and the other preconditions are ignored (the files are a few KiB), so that no
+// answer comes from http.ServeContent's plain-text 412 and 416.
 func (h *handler) asset(w http.ResponseWriter, r *http.Request) {
-	a, ok := staticAssets[r.PathValue("name")]
-	if !ok {
-		h.cfg.onError(w, r, ErrNotFound)
-		return
-	}
+	a := staticAssets[strings.TrimPrefix(r.URL.Path, AssetsPath)]
 	hd := w.Header()
 	securityHeaders(hd)
-	hd.Set("Content-Type", a.contentType)
 	hd.Set("ETag", a.etag)
 	hd.Set("Cache-Control", "no-cache")
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(a.body))
+	if etagMatches(r.Header.Get("If-None-Match"), a.etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	hd.Set("Content-Type", a.contentType)
+	hd.Set("Content-Length", strconv.Itoa(len(a.body)))
+	_, _ = w.Write(a.body)
+}
+
+// etagMatches reports whether an If-None-Match value lists etag (compared weakly,
+// as RFC 9110 asks for If-None-Match) or is "*".
+func etagMatches(header, etag string) bool {
+	for tag := range strings.SplitSeq(header, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == "*" || strings.TrimPrefix(tag, "W/") == etag {
+			return true
+		}
+	}
+	return false
 }
 
 // wantsJSON reports whether a sign-in or sign-out request came from a script that
@@ -238,6 +311,9 @@ func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
 		if _, verr := h.verify(token); verr != nil {
 			err = ErrBadToken
 		}
+	}
+	if (errors.Is(err, ErrNoToken) || errors.Is(err, ErrBadToken)) && !h.cfg.badToken(w, r) {
+		return
 	}
 	if err != nil {
 		if wantsJSON(r) {

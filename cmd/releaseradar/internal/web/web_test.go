@@ -4,9 +4,11 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"html/template"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -411,5 +413,153 @@ func TestRequireOrigin(t *testing.T) {
 		if tc.want == 403 && res.Header.Get("Content-Type") != "application/problem+json" {
 			t.Errorf("%s: Content-Type %q, want problem+json", tc.name, res.Header.Get("Content-Type"))
 		}
+	}
+}
+
+// TestRoutesAnswerProblems: every path under /account/ that the package does not
+// serve is a problem+json 404, and every path asked for with a method it does not
+// serve a problem+json 405 with Allow (http.ServeMux answered both in plain text).
+func TestRoutesAnswerProblems(t *testing.T) {
+	t.Parallel()
+	h := Handler(verifyFake, Config{})
+	tests := []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{"GET", "/account/nope", 404, ""},
+		{"GET", "/account/api-keys/", 404, ""},
+		{"GET", "/account/assets/", 404, ""},
+		{"GET", "/account/assets/app.js/x", 404, ""},
+		{"POST", "/account/assets/nope.js", 404, ""},
+		{"GET", "/account/assets/%00", 404, ""},
+		{"DELETE", "/account/", 405, "GET, HEAD"},
+		{"POST", PagePath, 405, "GET, HEAD"},
+		{"PUT", PagePath, 405, "GET, HEAD"},
+		{"OPTIONS", PagePath, 405, "GET, HEAD"},
+		{"get", PagePath, 405, "GET, HEAD"},
+		{"POST", AssetsPath + "app.js", 405, "GET, HEAD"},
+		{"GET", SessionPath, 405, "POST"},
+		{"HEAD", SessionPath, 405, "POST"},
+		{"PATCH", LogoutPath, 405, "POST"},
+	}
+	for _, tc := range tests {
+		r := httptest.NewRequest(tc.method, "http://"+host+tc.path, nil)
+		res := serve(h, r)
+		body, _ := io.ReadAll(res.Body)
+		if res.StatusCode != tc.status || res.Header.Get("Allow") != tc.allow {
+			t.Errorf("%s %s: status %d, Allow %q; want %d, %q", tc.method, tc.path, res.StatusCode, res.Header.Get("Allow"), tc.status, tc.allow)
+			continue
+		}
+		var p struct {
+			Status int
+			Detail string
+		}
+		if ct := res.Header.Get("Content-Type"); ct != "application/problem+json" || json.Unmarshal(body, &p) != nil || p.Status != tc.status || p.Detail == "" {
+			t.Errorf("%s %s: %s %s, want a problem document", tc.method, tc.path, ct, body)
+		}
+	}
+	for _, tc := range []struct{ method, path string }{{"HEAD", PagePath}, {"HEAD", AssetsPath + "app.css"}, {"GET", "/account/"}, {"HEAD", "/account/"}} {
+		if res := serve(h, httptest.NewRequest(tc.method, "http://"+host+tc.path, nil)); res.StatusCode >= 400 {
+			t.Errorf("%s %s: status %d", tc.method, tc.path, res.StatusCode)
+		}
+	}
+}
+
+// TestAssetsIgnoreRanges: an asset is served whole whatever Range or If-Match a
+// client sends; http.ServeContent answered them 416 and 412, in plain text.
+func TestAssetsIgnoreRanges(t *testing.T) {
+	t.Parallel()
+	h := Handler(verifyFake, Config{})
+	want := staticAssets["app.js"]
+	for _, hdr := range [][2]string{
+		{"Range", "bytes=999999-"},
+		{"Range", "bytes=0-10"},
+		{"Range", "garbage"},
+		{"If-Match", `"nope"`},
+		{"If-None-Match", `"nope", W/"other"`},
+		{"If-Unmodified-Since", "Mon, 02 Jan 2006 15:04:05 GMT"},
+	} {
+		r := newRequest(http.MethodGet, AssetsPath+"app.js", "", "")
+		r.Header.Set(hdr[0], hdr[1])
+		res := serve(h, r)
+		body, _ := io.ReadAll(res.Body)
+		if res.StatusCode != http.StatusOK || string(body) != string(want.body) || res.Header.Get("Content-Length") != strconv.Itoa(len(want.body)) {
+			t.Errorf("%s: %s: status %d, %d bytes; want 200 and the whole file", hdr[0], hdr[1], res.StatusCode, len(body))
+		}
+	}
+	for _, inm := range []string{want.etag, "*", `"x", ` + want.etag, "W/" + want.etag} {
+		r := newRequest(http.MethodGet, AssetsPath+"app.js", "", "")
+		r.Header.Set("If-None-Match", inm)
+		if res := serve(h, r); res.StatusCode != http.StatusNotModified {
+			t.Errorf("If-None-Match %s: status %d, want 304", inm, res.StatusCode)
+		}
+	}
+}
+
+// TestOnBadToken: every request whose token is missing or does not verify asks
+// Config.OnBadToken first; when it refuses, its answer is the only one.
+func TestOnBadToken(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, method, path, body, ctype, cookie string
+		spends                                  bool
+	}{
+		{name: "bad token, json", method: "POST", path: SessionPath, body: `{"token":"forged"}`, ctype: "application/json", spends: true},
+		{name: "no token, json", method: "POST", path: SessionPath, body: `{}`, ctype: "application/json", spends: true},
+		{name: "bad token, form", method: "POST", path: SessionPath, body: "token=forged", ctype: "application/x-www-form-urlencoded", spends: true},
+		{name: "no token, form", method: "POST", path: SessionPath, body: "", ctype: "application/x-www-form-urlencoded", spends: true},
+		{name: "page with a bad cookie", method: "GET", path: PagePath, cookie: "forged", spends: true},
+		{name: "good token", method: "POST", path: SessionPath, body: "token=tok-alice", ctype: "application/x-www-form-urlencoded"},
+		{name: "page with a good cookie", method: "GET", path: PagePath, cookie: "tok-alice"},
+		{name: "page signed out", method: "GET", path: PagePath},
+		{name: "malformed body", method: "POST", path: SessionPath, body: `{"token":`, ctype: "application/json"},
+		{name: "logout", method: "POST", path: LogoutPath, cookie: "forged"},
+	}
+	for _, tc := range tests {
+		for _, allow := range []bool{true, false} {
+			calls := 0
+			cfg := Config{OnBadToken: func(w http.ResponseWriter, r *http.Request) bool {
+				calls++
+				if !allow {
+					w.WriteHeader(http.StatusTooManyRequests)
+				}
+				return allow
+			}}
+			r := newRequest(tc.method, tc.path, tc.body, tc.ctype)
+			if tc.cookie != "" {
+				r.AddCookie(&http.Cookie{Name: CookieName, Value: tc.cookie})
+			}
+			res := serve(Handler(verifyFake, cfg), r)
+			body, _ := io.ReadAll(res.Body)
+			if want := map[bool]int{true: 1, false: 0}[tc.spends]; calls != want {
+				t.Errorf("%s: OnBadToken called %d times, want %d", tc.name, calls, want)
+			}
+			if tc.spends && !allow && (res.StatusCode != http.StatusTooManyRequests || len(body) != 0 || len(res.Header.Values("Set-Cookie")) != 0 || res.Header.Get("Location") != "") {
+				t.Errorf("%s, refused: status %d, %d bytes, cookies %q, Location %q; want OnBadToken's 429 alone",
+					tc.name, res.StatusCode, len(body), res.Header.Values("Set-Cookie"), res.Header.Get("Location"))
+			}
+			if tc.spends && allow && res.StatusCode == http.StatusTooManyRequests {
+				t.Errorf("%s, allowed: 429", tc.name)
+			}
+		}
+	}
+}
+
+// TestPageRenderFailure: a page that cannot render is the error table's 500, not
+// a plain-text one. (Not parallel: it swaps the package's template.)
+func TestPageRenderFailure(t *testing.T) {
+	saved := page
+	t.Cleanup(func() { page = saved })
+	page = template.Must(template.New("broken").Parse("{{.NoSuchField}}"))
+	var got error
+	res := serve(Handler(verifyFake, Config{}), newRequest(http.MethodGet, PagePath, "", ""))
+	if res.StatusCode != http.StatusInternalServerError || res.Header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("status %d, Content-Type %q; want a problem+json 500", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	serve(Handler(verifyFake, Config{OnError: func(w http.ResponseWriter, r *http.Request, err error) { got = err }}),
+		newRequest(http.MethodGet, PagePath, "", ""))
+	if !errors.Is(got, ErrPage) {
+		t.Errorf("OnError got %v, want ErrPage", got)
 	}
 }
