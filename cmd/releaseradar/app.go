@@ -59,7 +59,7 @@ type hooks struct {
 // into an empty database and builds the services. Its errors name the setting
 // they concern.
 func openApp(ctx context.Context, cfg config, log *slog.Logger, h hooks) (*app, error) {
-	db, err := openDB(ctx, cfg.DatabaseURL)
+	db, err := openDB(ctx, cfg.DatabaseURL, cfg.RequestTimeout)
 	if err != nil {
 		return nil, &settingError{env: "RR_DATABASE_URL", err: err}
 	}
@@ -87,6 +87,7 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, h hooks) (*app, 
 }
 
 func (a *app) init(ctx context.Context, h hooks) error {
+	ents := entsql.New(a.db)
 	gate, err := tollgate.New(tollgate.Stores{Keys: a.keys, Quotas: a.quotas, Counters: h.counters}, a.cfg.Catalog, tollgate.Config{
 		KeyPrefix:      keyPrefix,
 		AnonymousPlan:  planPublic,
@@ -95,6 +96,7 @@ func (a *app) init(ctx context.Context, h hooks) error {
 		Now:            a.clock,
 		OnError:        h.onError,
 		Observe:        h.observe,
+		Ledger:         ents,
 		Logger:         a.log,
 	})
 	if err != nil {
@@ -105,7 +107,6 @@ func (a *app) init(ctx context.Context, h hooks) error {
 	dbErr := func(what string, err error) error {
 		return &settingError{env: "RR_DATABASE_URL", err: fmt.Errorf("%s: %w", what, err)}
 	}
-	ents := entsql.New(a.db)
 	steps := []struct {
 		what string
 		run  func(context.Context) error

@@ -7,12 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	_ "github.com/lib/pq"  // PostgreSQL driver
+	"github.com/lib/pq"    // PostgreSQL driver
 	_ "modernc.org/sqlite" // SQLite driver, pure Go
 
 	"github.com/releaseradar/tollgate/internal/sqldb"
@@ -47,13 +48,20 @@ func parseDatabaseURL(s string) (dbTarget, error) {
 }
 
 // openDB opens the database of RR_DATABASE_URL and checks that it answers.
-func openDB(ctx context.Context, rawURL string) (*sqlx.DB, error) {
+func openDB(ctx context.Context, rawURL string, timeout time.Duration) (*sqlx.DB, error) {
 	t, err := parseDatabaseURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	db, err := sqlx.Open(t.driver, t.dsn)
-	if err != nil {
+	var db *sqlx.DB
+	if t.driver == "postgres" {
+		connector, err := pq.NewConnector(t.dsn)
+		if err != nil {
+			return nil, err
+		}
+		connector.Dialer(deadlineDialer{timeout: timeout})
+		db = sqlx.NewDb(sql.OpenDB(connector), "postgres")
+	} else if db, err = sqlx.Open(t.driver, t.dsn); err != nil {
 		return nil, err
 	}
 	// The stores size the pool themselves (sqldb.Tune): a bounded PostgreSQL pool,
@@ -67,6 +75,54 @@ func openDB(ctx context.Context, rawURL string) (*sqlx.DB, error) {
 		return nil, fmt.Errorf("cannot reach the database: %w", err)
 	}
 	return db, nil
+}
+
+// deadlineDialer dials PostgreSQL with connections that give up on a read or a
+// write that waits longer than timeout (RR_REQUEST_TIMEOUT). lib/pq answers a
+// request's expired context by asking the server to cancel and then waiting for
+// its reply on the socket, however slow the network; with these deadlines the
+// wait ends within the request's bound, the connection is dropped, and the
+// request is answered 503.
+type deadlineDialer struct{ timeout time.Duration }
+
+func (d deadlineDialer) Dial(network, address string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, address)
+}
+
+func (d deadlineDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return d.DialContext(ctx, network, address)
+}
+
+func (d deadlineDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	c, err := (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return deadlineConn{Conn: c, timeout: d.timeout}, nil
+}
+
+// deadlineConn sets a deadline before each read and write.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c deadlineConn) Read(b []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(b)
+}
+
+func (c deadlineConn) Write(b []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
 }
 
 // settingsTable keeps the server's generated secrets, so that every replica and

@@ -28,6 +28,7 @@ import (
 	stripe "github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/webhook"
 
+	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/openapi"
 	"github.com/releaseradar/tollgate/internal/testenv"
 )
 
@@ -288,7 +289,29 @@ func (in *instance) do(method, url string, body []byte, headers ...string) respo
 	if err != nil {
 		in.t.Fatal(err)
 	}
+	in.checkContract(in.t, req, body, resp, b)
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// contract is the OpenAPI document's validator (internal/openapi), built once.
+var contract = sync.OnceValues(openapi.NewValidator)
+
+// checkContract fails t when the OpenAPI document does not allow the answer resp
+// (whose body was body) to req (whose body was reqBody). Requests to the admin
+// listener are not the public API's and are not checked.
+func (in *instance) checkContract(t testing.TB, req *http.Request, reqBody []byte, resp *http.Response, body []byte) {
+	t.Helper()
+	if !strings.HasPrefix(req.URL.String(), in.base+"/") {
+		return
+	}
+	v, err := contract()
+	if err != nil {
+		t.Errorf("the OpenAPI document: %v", err) // Errorf: callers may run on other goroutines
+		return
+	}
+	if err := v.Validate(req, reqBody, resp, body); err != nil {
+		t.Errorf("the OpenAPI document does not allow an answer: %v", err) // names the route, the status and the reason
+	}
 }
 
 func (in *instance) get(path string, headers ...string) response {
@@ -430,6 +453,7 @@ func acceptance(t *testing.T, bin string, env []string) string {
 				}
 				defer resp.Body.Close()
 				b, _ := io.ReadAll(resp.Body)
+				in.checkContract(t, req, nil, resp, b)
 				statuses[i] = resp.StatusCode
 				var p struct{ Detail string }
 				_ = json.Unmarshal(b, &p)
@@ -765,7 +789,9 @@ func TestGracefulShutdown(t *testing.T) {
 			done <- result{err: err}
 			return
 		}
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		in.checkContract(t, req, []byte(`{"holdings":[{"ticker":"AAPL","weight":0.5}]}`), resp, b)
 		done <- result{status: resp.StatusCode}
 	}()
 	if _, err := pw.Write([]byte(`{"holdings":[{"ticker":"AAPL",`)); err != nil {

@@ -27,9 +27,12 @@ type revealer interface {
 // session token names. Every query is scoped to that user: no route takes a user
 // or key ID from the request.
 type dashboard struct {
-	keys   apikey.Store
-	quotas quota.Store
-	gate   *tollgate.Gate
+	keys apikey.Store
+	gate *tollgate.Gate
+	// spend counts a request with a missing or invalid token against its
+	// address's burst budget (tollgate.Gate.SpendAddress); false: it has been
+	// answered 429.
+	spend  func(w http.ResponseWriter, r *http.Request) bool
 	reveal revealer
 	verify func(token string) (userID string, err error)
 	fail   func(w http.ResponseWriter, r *http.Request, err error)
@@ -41,18 +44,22 @@ type dashboard struct {
 type userHandler func(w http.ResponseWriter, r *http.Request, userID string)
 
 // handler authenticates the request's dashboard token (Authorization: Bearer or
-// the rr_session cookie) and calls h with its user. A cookie-authenticated POST
-// must also come from the server's own origin (web.RequireOrigin).
+// the rr_session cookie) and calls h with its user. A request whose token is
+// missing or does not verify spends its address's burst budget before its 401, so
+// that guessing tokens gets 429 as guessing API keys does. A cookie-authenticated
+// POST must also come from the server's own origin (web.RequireOrigin).
 func (d *dashboard) handler(h userHandler) http.Handler {
 	authed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, _ := web.Token(r)
-		if token == "" {
-			d.fail(w, r, errNoSession)
-			return
+		var user string
+		var err error = errNoSession
+		if token != "" {
+			user, err = d.verify(token)
 		}
-		user, err := d.verify(token)
 		if err != nil {
-			d.fail(w, r, err)
+			if d.spend(w, r) {
+				d.fail(w, r, err)
+			}
 			return
 		}
 		h(w, r, user)
@@ -121,12 +128,11 @@ func (d *dashboard) list(w http.ResponseWriter, r *http.Request, user string) {
 		return
 	}
 	resp := keysResponse{UserID: user, Keys: make([]keyView, 0, len(keys)), RevealPending: pending}
-	now := d.now()
 	usage := make(map[string]quota.Usage, len(keys)) // by quota: rotated keys share one
 	for _, k := range keys {
 		u, ok := usage[k.QuotaID]
 		if !ok {
-			if u, err = d.quotas.Usage(r.Context(), k.QuotaID, now); err != nil && !errors.Is(err, quota.ErrNotFound) {
+			if u, err = d.gate.Usage(r.Context(), k.QuotaID); err != nil && !errors.Is(err, quota.ErrNotFound) {
 				d.fail(w, r, err)
 				return
 			}
@@ -155,7 +161,7 @@ func (d *dashboard) rotate(w http.ResponseWriter, r *http.Request, user string) 
 		d.fail(w, r, err)
 		return
 	}
-	u, err := d.quotas.Usage(r.Context(), next.QuotaID, d.now())
+	u, err := d.gate.Usage(r.Context(), next.QuotaID)
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -176,7 +182,7 @@ func (d *dashboard) revealKey(w http.ResponseWriter, r *http.Request, user strin
 	resp := newKeyResponse{Key: raw, Masked: apikey.Mask(raw[max(len(raw)-4, 0):])}
 	if k, err := d.keys.ByHash(r.Context(), apikey.Hash(raw)); err == nil {
 		resp.ID, resp.Plan = k.ID, k.Plan
-		if u, err := d.quotas.Usage(r.Context(), k.QuotaID, d.now()); err == nil {
+		if u, err := d.gate.Usage(r.Context(), k.QuotaID); err == nil {
 			resp.MonthlyCallLimit = u.Limit
 		}
 	}

@@ -35,6 +35,8 @@ type observer struct {
 	quotaRefused  *prometheus.CounterVec
 	webhookEvents *prometheus.CounterVec
 	dependencies  *prometheus.CounterVec
+	channelUp     prometheus.Gauge
+	channelDowns  prometheus.Counter
 	// burst holds the gate's burst decision counters, one per bucket kind, plan
 	// and result, created up front so the hot path only looks one up.
 	burst map[burstLabels]prometheus.Counter
@@ -79,6 +81,14 @@ func newObserver(log *slog.Logger, plans []string, anonymous string, reg prometh
 			Name: "releaseradar_dependency_errors_total",
 			Help: "Failures of a dependency (database, redis, stripe) seen while serving, by dependency.",
 		}, []string{"dependency"}),
+		channelUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_keys_channel_up",
+			Help: "1 while the channel of key changes from every replica (LISTEN/NOTIFY) is up; 0 while cached keys fall back to a 1 s life.",
+		}),
+		channelDowns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_keys_channel_downs_total",
+			Help: "Times the channel of key changes went down.",
+		}),
 		burst: make(map[burstLabels]prometheus.Counter),
 	}
 	for _, d := range []string{depDatabase, depRedis} {
@@ -97,7 +107,7 @@ func newObserver(log *slog.Logger, plans []string, anonymous string, reg prometh
 			}
 		}
 	}
-	reg.MustRegister(o.requests, o.latency, o.quotaRefused, o.webhookEvents, o.dependencies, decisions,
+	reg.MustRegister(o.requests, o.latency, o.quotaRefused, o.webhookEvents, o.dependencies, o.channelUp, o.channelDowns, decisions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return o
 }
@@ -119,6 +129,37 @@ func (o *observer) decision(d tollgate.Decision) {
 	}
 }
 
+// keyChannel records the state of the channel of key changes.
+func (o *observer) keyChannel(up bool) {
+	if up {
+		o.channelUp.Set(1)
+		return
+	}
+	o.channelUp.Set(0)
+	o.channelDowns.Inc()
+}
+
+// gateMetrics exports the gate's key cache and quota lease counters.
+func gateMetrics(g *tollgate.Gate, _ *observer) []prometheus.Collector {
+	counter := func(name, help string, f func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	gauge := func(name, help string, f func() int64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	return []prometheus.Collector{
+		counter("tollgate_keys_cache_hits_total", "Keys authenticated from the verified-key cache.", func() uint64 { return g.KeyCacheStats().Hits }),
+		counter("tollgate_keys_cache_negative_hits_total", "Unknown or revoked keys refused from the cache.", func() uint64 { return g.KeyCacheStats().NegativeHits }),
+		counter("tollgate_keys_cache_lookups_total", "Key store lookups the cache made.", func() uint64 { return g.KeyCacheStats().Lookups }),
+		gauge("tollgate_keys_cache_entries", "Entries the verified-key cache holds.", func() int64 { return int64(g.KeyCacheStats().Entries) }),
+		counter("tollgate_quota_reservations_total", "Reservations of quota calls made from the quota store (one per lease batch).", func() uint64 { return g.Leases().Stats().Reservations }),
+		counter("tollgate_quota_reserved_calls_total", "Calls those reservations were granted.", func() uint64 { return g.Leases().Stats().Reserved }),
+		counter("tollgate_quota_released_calls_total", "Unspent leased calls given back to the quota store.", func() uint64 { return g.Leases().Stats().Released }),
+		gauge("tollgate_quota_leased_unspent", "Calls held in leases and not spent yet.", func() int64 { return g.Leases().Stats().Unspent }),
+		gauge("tollgate_quota_in_doubt", "Calls of reservations and releases whose outcome the database could not tell yet.", func() int64 { return g.Leases().Stats().InDoubt }),
+	}
+}
+
 // dependencyFailed counts a failure of the named dependency.
 func (o *observer) dependencyFailed(dep string) { o.dependencies.WithLabelValues(dep).Inc() }
 
@@ -137,6 +178,18 @@ func limiterMetrics(l *ratelimit.Limiter) []prometheus.Collector {
 			Name: "tollgate_ratelimit_deny_cache_entries",
 			Help: "Exhausted buckets held in the local deny cache.",
 		}, func() float64 { return float64(l.Stats().DenyCacheEntries) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_ratelimit_store_calls_total",
+			Help: "Round trips to the burst counter store.",
+		}, func() float64 { return float64(l.Stats().StoreCalls) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_ratelimit_batched_total",
+			Help: "Requests allowed from hits taken in a batch, without a store call of their own.",
+		}, func() float64 { return float64(l.Stats().Batched) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tollgate_ratelimit_batch_held",
+			Help: "Hits taken from the store in batches and not spent yet.",
+		}, func() float64 { return float64(l.Stats().BatchHeld) }),
 	}
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -10,7 +12,9 @@ import (
 
 	"github.com/releaseradar/tollgate"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/market"
+	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/openapi"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/web"
+	"github.com/releaseradar/tollgate/ratelimit"
 )
 
 // handler builds the public API: routes, the gate, CORS, access log and metrics.
@@ -18,8 +22,8 @@ func (s *server) handler() http.Handler {
 	api := s.market
 	dash := &dashboard{
 		keys:   s.app.keys,
-		quotas: s.app.quotas,
 		gate:   s.app.gate,
+		spend:  s.app.gate.SpendAddress,
 		reveal: s.app.ent,
 		verify: s.app.signer.Verify,
 		fail:   s.errs.write,
@@ -30,7 +34,7 @@ func (s *server) handler() http.Handler {
 	r := mux.NewRouter()
 	r.Use(noteRoute)
 	r.NotFoundHandler = failWith(s.errs.write, errNoRoute)
-	r.MethodNotAllowedHandler = failWith(s.errs.write, errMethod)
+	r.MethodNotAllowedHandler = methodNotAllowed(r, s.errs.write)
 
 	// route registers an API route: behind the gate, so its keyless requests
 	// spend the anonymous plan's budget (the access log says so).
@@ -54,7 +58,12 @@ func (s *server) handler() http.Handler {
 	r.Handle("/keys/reveal", dash.handler(dash.revealKey)).Methods(http.MethodPost)
 
 	r.Handle("/billing/webhook", s.app.ent).Methods(http.MethodPost)
-	r.PathPrefix("/account/").Handler(web.Handler(s.app.signer.Verify, web.Config{OnError: s.errs.write}))
+	r.Handle("/openapi.json", openapi.Handler()).Methods(http.MethodGet, http.MethodHead)
+	r.PathPrefix("/account/").Handler(web.Handler(s.app.signer.Verify, web.Config{
+		OnError:    s.errs.write,
+		TrustProxy: s.trustProxy(),
+		OnBadToken: s.app.gate.SpendAddress,
+	}))
 	r.Handle("/", http.RedirectHandler(web.PagePath, http.StatusFound)).Methods(http.MethodGet, http.MethodHead)
 
 	allowed := make(map[string]bool, len(s.app.cfg.CORSOrigins))
@@ -96,6 +105,56 @@ func limitBody(n int64, fail func(http.ResponseWriter, *http.Request, error), ne
 		r.Body = http.MaxBytesReader(w, r.Body, n)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// methodNotAllowed answers a request whose path a route of r serves, but not with
+// its method: 405 with Allow listing the methods the routes matching the path
+// serve.
+func methodNotAllowed(r *mux.Router, fail func(http.ResponseWriter, *http.Request, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if allow := allowedMethods(r, req); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		fail(w, req, errMethod)
+	})
+}
+
+// allowedMethods returns, comma-separated and sorted, the methods with which a
+// route of r would serve req's path.
+func allowedMethods(r *mux.Router, req *http.Request) string {
+	var allowed []string
+	_ = r.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		methods, err := route.GetMethods()
+		if err != nil { // a route for every method: it would have matched
+			return nil
+		}
+		for _, m := range methods {
+			try := req.Clone(req.Context())
+			try.Method = m
+			if route.Match(try, &mux.RouteMatch{}) && !slices.Contains(allowed, m) {
+				allowed = append(allowed, m)
+			}
+		}
+		return nil
+	})
+	slices.Sort(allowed)
+	return strings.Join(allowed, ", ")
+}
+
+// trustProxy reports whether a request came from a proxy of RR_TRUSTED_PROXIES,
+// whose X-Forwarded-Proto the account page believes for the session cookie's
+// Secure flag, as the gate believes its X-Forwarded-For.
+func (s *server) trustProxy() func(*http.Request) bool {
+	proxies, _ := ratelimit.CheckProxies(s.app.cfg.TrustedProxies) // validated by the gate
+	return func(r *http.Request) bool {
+		peer := ratelimit.ClientAddr(r, nil) // the peer itself: nothing forwarded is read
+		for _, p := range proxies {
+			if p.Contains(peer) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // failWith answers every request with err.

@@ -22,7 +22,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/releaseradar/tollgate/apikey/pqnotify"
+	aksql "github.com/releaseradar/tollgate/apikey/sqlstore"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/market"
+	"github.com/releaseradar/tollgate/internal/sqldb"
 	"github.com/releaseradar/tollgate/ratelimit"
 	"github.com/releaseradar/tollgate/ratelimit/redisstore"
 )
@@ -47,7 +50,9 @@ type server struct {
 	reg    *prometheus.Registry
 	redis  *redis.Client // nil: burst counters in process
 	market *market.API
-	ready  atomic.Bool
+	// stopListen stops the LISTEN for key changes (PostgreSQL); nil otherwise.
+	stopListen func()
+	ready      atomic.Bool
 }
 
 // serveCommand runs `releaseradar serve` until SIGINT or SIGTERM.
@@ -196,11 +201,33 @@ func newServer(ctx context.Context, cfg config, log *slog.Logger) (*server, erro
 	s.app = a
 	s.reg.MustRegister(collectors.NewDBStatsCollector(a.db.DB, "releaseradar"))
 	s.reg.MustRegister(limiterMetrics(a.gate.Limiter())...)
+	s.reg.MustRegister(gateMetrics(a.gate, s.obs)...)
+	if sqldb.IsPostgres(a.db) {
+		// Key changes of every replica reach this one's cache through LISTEN/NOTIFY;
+		// while the channel is down the cache keeps entries one second at most.
+		stop, err := pqnotify.Listen(ctx, cfg.DatabaseURL, aksql.DefaultChannel, func(h []string) { a.gate.ForgetKeys(h...) }, func(up bool) {
+			a.gate.SetKeyChannel(up)
+			s.obs.keyChannel(up)
+			if !up {
+				log.Warn("key change channel down: cached keys now live 1 s at most, until it is back")
+			} else {
+				log.Info("key change channel up: listening for key changes of every replica")
+			}
+		}, log)
+		if err != nil {
+			log.Warn("cannot listen for key changes; cached keys live 1 s at most", "err", err)
+		} else {
+			s.stopListen = stop
+		}
+	}
 	s.market = market.NewAPI(a.db, market.Config{Logger: log, OnError: s.errs.write})
 	return s, nil
 }
 
 func (s *server) close() {
+	if s.stopListen != nil {
+		s.stopListen()
+	}
 	if s.app != nil {
 		s.app.Close()
 	}
