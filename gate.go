@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/textproto"
 	"sync"
 	"time"
 
@@ -159,6 +160,9 @@ type Gate struct {
 	onError func(w http.ResponseWriter, r *http.Request, err error)
 	observe func(Decision)
 	log     *slog.Logger
+	// wallClock: Config.Now is time.Now, so the burst limiter's reading of the
+	// clock serves the quota too.
+	wallClock bool
 
 	usage     *recorder
 	ledger    entitlement.Ledger
@@ -250,6 +254,7 @@ func New(stores Stores, catalog entitlement.Catalog, cfg Config) (*Gate, error) 
 	if g.header == "" {
 		g.header = DefaultHeader
 	}
+	g.header = textproto.CanonicalMIMEHeaderKey(g.header)
 	if g.cycle <= 0 {
 		g.cycle = quota.DefaultCycle
 	}
@@ -260,7 +265,7 @@ func New(stores Stores, catalog entitlement.Catalog, cfg Config) (*Gate, error) 
 		g.charge = func(status int) bool { return status < http.StatusBadRequest }
 	}
 	if g.now == nil {
-		g.now = time.Now
+		g.now, g.wallClock = time.Now, true
 	}
 	if g.onError == nil {
 		g.onError = WriteError
@@ -341,7 +346,11 @@ func (g *Gate) Catalog() entitlement.Catalog { return g.catalog }
 // serve runs the chain for a route whose plan has rank minRank.
 func (g *Gate) serve(w http.ResponseWriter, r *http.Request, next http.Handler, minRank int) {
 	ctx := r.Context()
-	p, err := g.auth.Authenticate(ctx, r.Header.Get(g.header))
+	var key string
+	if v := r.Header[g.header]; len(v) > 0 {
+		key = v[0]
+	}
+	p, err := g.auth.Authenticate(ctx, key)
 	if err != nil {
 		if errors.Is(err, apikey.ErrMissing) || errors.Is(err, apikey.ErrInvalid) {
 			// A missing or unknown key spends its address's anonymous budget,
@@ -361,10 +370,12 @@ func (g *Gate) serve(w http.ResponseWriter, r *http.Request, next http.Handler, 
 		g.onError(w, r, apikey.ErrUpgradeRequired)
 		return
 	}
-	if pl.limited && !g.allow(w, r, pl.keyPrefix+p.Hash, "key", pl) {
+	s := &scratch{}
+	s.now = time.Now()
+	if pl.limited && !g.allow(w, r, s, pl.keyPrefix+p.Hash, "key", pl) {
 		return
 	}
-	g.meter(w, r, next, p, pl)
+	g.meter(w, r, s, next, p, pl)
 }
 
 // allowAddr counts r in its client address's bucket at the anonymous plan's rate
@@ -373,11 +384,11 @@ func (g *Gate) allowAddr(w http.ResponseWriter, r *http.Request) bool {
 	if !g.anon.limited {
 		return true
 	}
-	return g.allow(w, r, ratelimit.AddrBucket(g.ClientAddr(r)), "ip", g.anon)
+	return g.allow(w, r, &scratch{now: time.Now()}, ratelimit.AddrBucket(g.ClientAddr(r)), "ip", g.anon)
 }
 
 // allow applies p's burst limit to bucket and reports whether r may go on.
-func (g *Gate) allow(w http.ResponseWriter, r *http.Request, bucket, kind string, p *plan) bool {
+func (g *Gate) allow(w http.ResponseWriter, r *http.Request, s *scratch, bucket, kind string, p *plan) bool {
 	res := g.limiter.Allow(r.Context(), bucket, p.rate)
 	h := w.Header()
 	switch {
@@ -385,21 +396,21 @@ func (g *Gate) allow(w http.ResponseWriter, r *http.Request, bucket, kind string
 		if gone(r) {
 			return false // nobody to serve
 		}
-		h.Set(hLimit, p.limit)
-		h.Set(hPolicy, p.policy)
+		s.set(h, hLimit, p.limit)
+		s.set(h, hPolicy, p.policy)
 		g.decide(StepBurst, kind, p.name, ResultStoreError)
 		return true
 	case res.Err != nil:
 		if gone(r) {
 			return false
 		}
-		h.Set(hLimit, p.limit)
-		h.Set(hPolicy, p.policy)
+		s.set(h, hLimit, p.limit)
+		s.set(h, hPolicy, p.policy)
 		g.decide(StepBurst, kind, p.name, ResultStoreError)
 		g.onError(w, r, fmt.Errorf("%w: %w", ErrUnavailable, res.Err))
 		return false
 	}
-	t := setBurstHeaders(h, p, res.Window, time.Now())
+	t := s.setBurstHeaders(h, p, res.Window, s.now)
 	if !res.Allowed {
 		h.Set(hRetryAfter, itoa(max(t, 1)))
 		g.decide(StepBurst, kind, p.name, ResultLimited)
@@ -422,13 +433,16 @@ func (g *Gate) decide(step, bucket, planName, result string) {
 
 // meter spends one call of the principal's quota, serves next, and gives the call
 // back if next's answer does not count.
-func (g *Gate) meter(w http.ResponseWriter, r *http.Request, next http.Handler, p apikey.Principal, pl *plan) {
-	now := g.now()
+func (g *Gate) meter(w http.ResponseWriter, r *http.Request, s *scratch, next http.Handler, p apikey.Principal, pl *plan) {
+	now := s.now // the wall clock, read once a request
+	if !g.wallClock {
+		now = g.now()
+	}
 	u, err := g.leases.Take(r.Context(), p.QuotaID, now)
 	switch {
 	case errors.Is(err, quota.ErrExceeded):
 		h := w.Header()
-		g.setQuotaHeaders(h, u)
+		g.setQuotaHeaders(s, h, u)
 		h.Set(hRetryAfter, itoa(quota.RetryAfter(u, now)))
 		g.decide(StepQuota, "", pl.name, ResultExceeded)
 		g.onError(w, r, err)
@@ -443,8 +457,9 @@ func (g *Gate) meter(w http.ResponseWriter, r *http.Request, next http.Handler, 
 		return
 	}
 	g.decide(StepQuota, "", pl.name, ResultAllowed)
-	g.setQuotaHeaders(w.Header(), u)
-	m := &meterWriter{ResponseWriter: w, g: g, u: u}
+	g.setQuotaHeaders(s, w.Header(), u)
+	m := &s.meter
+	*m = meterWriter{ResponseWriter: w, g: g, s: s, u: u}
 	next.ServeHTTP(m, r)
 	if m.decide(http.StatusOK) {
 		g.usage.note(p, now)

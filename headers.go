@@ -35,25 +35,67 @@ var ExposedHeaders = []string{
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
+// scratch holds one request's gate headers: the values' slices share one array and
+// the numbers one string, so that setting eight headers costs two allocations,
+// not sixteen. The values are the request's own (nothing is shared between
+// requests), so a handler may change them.
+type scratch struct {
+	vals  [9]string
+	used  int
+	buf   [72]byte
+	now   time.Time   // the wall clock when the gate took the request
+	meter meterWriter // the handler's writer, allocated with the rest
+}
+
+// set sets header k (canonical) to v.
+func (s *scratch) set(h http.Header, k, v string) {
+	if s.used == len(s.vals) {
+		h[k] = []string{v}
+		return
+	}
+	s.vals[s.used] = v
+	h[k] = s.vals[s.used : s.used+1 : s.used+1]
+	s.used++
+}
+
+// numbers renders ns into one string and returns each as a substring of it.
+func (s *scratch) numbers(ns ...int64) [4]string {
+	num := s.buf[:0]
+	var ends [4]int
+	for i, n := range ns {
+		num = strconv.AppendInt(num, n, 10)
+		ends[i] = len(num)
+	}
+	all := string(num)
+	var out [4]string
+	start := 0
+	for i := range ns {
+		out[i] = all[start:ends[i]]
+		start = ends[i]
+	}
+	return out
+}
+
 // setBurstHeaders sets the rate limit headers of w for p and returns the whole
 // seconds until the window resets (never negative).
-func setBurstHeaders(h http.Header, p *plan, w ratelimit.Window, now time.Time) int64 {
+func (s *scratch) setBurstHeaders(h http.Header, p *plan, w ratelimit.Window, now time.Time) int64 {
 	reset := w.Reset.Unix()
 	t := max(reset-now.Unix(), 0)
-	remaining := itoa(max(w.Remaining, 0))
-	h.Set(hLimit, p.limit)
-	h.Set(hRemaining, remaining)
-	h.Set(hReset, itoa(reset))
-	h.Set(hPolicy, p.policy)
-	h.Set(hRateLimit, p.rlPrefix+remaining+";t="+itoa(t))
+	n := s.numbers(max(w.Remaining, 0), reset, t)
+	s.set(h, hLimit, p.limit)
+	s.set(h, hRemaining, n[0])
+	s.set(h, hReset, n[1])
+	s.set(h, hPolicy, p.policy)
+	s.set(h, hRateLimit, p.rlPrefix+n[0]+";t="+n[2])
 	return t
 }
 
 // setQuotaHeaders sets the X-Quota-* headers from u, replacing earlier values.
-func (g *Gate) setQuotaHeaders(h http.Header, u quota.Usage) {
-	h.Set(HeaderQuotaLimit, itoa(u.Limit))
-	h.Set(HeaderQuotaRemaining, itoa(u.Remaining()))
-	h.Set(HeaderQuotaReset, itoa(quota.CycleEnd(u.CycleStart, g.cycle).Unix()))
+func (g *Gate) setQuotaHeaders(s *scratch, h http.Header, u quota.Usage) {
+	n := s.numbers(u.Limit, u.Remaining(), quota.CycleEnd(u.CycleStart, g.cycle).Unix())
+	s.set(h, HeaderQuotaLimit, n[0])
+	s.set(h, HeaderQuotaRemaining, n[1])
+	s.set(h, HeaderQuotaReset, n[2])
 }
 
 // meterWriter is the ResponseWriter a metered handler writes to: on the answer's
@@ -62,6 +104,7 @@ func (g *Gate) setQuotaHeaders(h http.Header, u quota.Usage) {
 type meterWriter struct {
 	http.ResponseWriter
 	g       *Gate
+	s       *scratch
 	u       quota.Usage
 	decided bool
 	charged bool
@@ -77,7 +120,7 @@ func (m *meterWriter) decide(status int) bool {
 	if !m.charged {
 		u := m.u
 		u.Used = max(u.Used-1, 0)
-		m.g.setQuotaHeaders(m.Header(), u)
+		m.g.setQuotaHeaders(m.s, m.Header(), u)
 	}
 	return m.charged
 }

@@ -269,10 +269,11 @@ type capture struct{ p atomic.Pointer[Principal] }
 // Capture and no principal was stored below it yet, p is also reported by
 // FromContext on that captured context.
 func NewContext(ctx context.Context, p Principal) context.Context {
+	pp := &p // one allocation, shared by the capture and the context
 	if c, ok := ctx.Value(ctxKey{}).(*capture); ok {
-		c.p.CompareAndSwap(nil, &p)
+		c.p.CompareAndSwap(nil, pp)
 	}
-	return context.WithValue(ctx, ctxKey{}, p)
+	return context.WithValue(ctx, ctxKey{}, pp)
 }
 
 // FromContext returns the principal ctx carries: the one NewContext stored in ctx
@@ -281,8 +282,8 @@ func NewContext(ctx context.Context, p Principal) context.Context {
 // concurrently with NewContext.
 func FromContext(ctx context.Context) (Principal, bool) {
 	switch v := ctx.Value(ctxKey{}).(type) {
-	case Principal:
-		return v, true
+	case *Principal:
+		return *v, true
 	case *capture:
 		if p := v.p.Load(); p != nil {
 			return *p, true

@@ -38,8 +38,9 @@ const (
 //
 // on SQLite (a new file) and on PostgreSQL (a new schema; TOLLGATE_TEST_POSTGRES_URL)
 // with the burst counters in Redis (TOLLGATE_TEST_REDIS_URL), the several-replica
-// set-up. Each figure reports req/s and its ratio to the bare figure measured just
-// before it (x-bare). Run with -benchtime 1x and -count; results: docs/BENCHMARKS.md.
+// set-up. Each route is measured in alternating runs against the bare handler and
+// reports the median ratio of the pairs (x-bare). Run with -benchtime 1x; results:
+// docs/BENCHMARKS.md.
 func BenchmarkServer(b *testing.B) {
 	backends := []struct {
 		name string
@@ -57,42 +58,43 @@ func BenchmarkServer(b *testing.B) {
 		}},
 	}
 	for _, be := range backends {
-		b.Run(be.name, func(b *testing.B) {
-			env := be.env(b)
-			env["RR_PLAN_RATES"] = benchRates
-			p := newInProcess(b, env, io.Discard)
-			reqs := func(path string) []loadgen.Request {
-				out := make([]loadgen.Request, *loadgen.Conns)
-				for i := range out {
-					key := p.grant(b, fmt.Sprintf("bench-user-%s-%d", path, i), planPro, benchLimit)
-					out[i] = loadgen.Request{Path: path, Header: map[string]string{"x-api-key": key}}
+		for _, cache := range []string{"cache", "nocache"} {
+			b.Run(be.name+"/"+cache, func(b *testing.B) {
+				env := be.env(b)
+				env["RR_PLAN_RATES"] = benchRates
+				if cache == "nocache" {
+					env["RR_CACHE_TTL"] = "0"
 				}
-				return out
-			}
-			for _, route := range []struct{ name, path string }{
-				{"event", benchEvent},
-				{"search", benchSearch},
-				{"public_feed", "/events/public"},
-			} {
-				var keyed []loadgen.Request
-				if route.name != "public_feed" {
-					keyed = reqs(route.path)
-				}
-				var bare float64
-				b.Run(route.name+"/bare", func(b *testing.B) {
-					bare = loadgen.Bench(b, bareJSON(), loadgen.Same(loadgen.Request{Path: "/hello"}))
-				})
-				b.Run(route.name+"/server", func(b *testing.B) {
-					build := loadgen.Same(loadgen.Request{Path: route.path})
-					if keyed != nil {
-						build = loadgen.PerConn(keyed...)
-					}
-					rate := loadgen.Bench(b, p.handler, build)
-					if bare > 0 {
-						b.ReportMetric(rate/bare, "x-bare")
-					}
-				})
-			}
+				benchRoutes(b, env)
+			})
+		}
+	}
+}
+
+// benchRoutes measures the server's routes built from env against the bare handler.
+func benchRoutes(b *testing.B, env map[string]string) {
+	p := newInProcess(b, env, io.Discard)
+	reqs := func(path string) []loadgen.Request {
+		out := make([]loadgen.Request, *loadgen.Conns)
+		for i := range out {
+			key := p.grant(b, fmt.Sprintf("bench-user-%s-%d", path, i), planPro, benchLimit)
+			out[i] = loadgen.Request{Path: path, Header: map[string]string{"x-api-key": key}}
+		}
+		return out
+	}
+	for _, route := range []struct{ name, path string }{
+		{"event", benchEvent},
+		{"search", benchSearch},
+		{"public_feed", "/events/public"},
+	} {
+		build := loadgen.Same(loadgen.Request{Path: route.path})
+		if route.name != "public_feed" {
+			build = loadgen.PerConn(reqs(route.path)...)
+		}
+		b.Run(route.name, func(b *testing.B) {
+			loadgen.Compare(b,
+				loadgen.Case{Handler: bareJSON(), Build: loadgen.Same(loadgen.Request{Path: "/hello"})},
+				loadgen.Case{Handler: p.handler, Build: build})
 		})
 	}
 }

@@ -46,6 +46,7 @@ var settings = func() []setting {
 		setting{"RR_SESSION_SECRET", "session-secret", "", "HMAC secret of dashboard tokens (at least 32 bytes); generated once and kept in the database when unset"},
 		setting{"RR_LOG_FORMAT", "log-format", "text", "text or json"},
 		setting{"RR_REQUEST_TIMEOUT", "request-timeout", "10s", "how long a request may wait on the database or Redis before it is answered 503 (Go duration)"},
+		setting{"RR_CACHE_TTL", "cache-ttl", "5s", "how long a repeated event lookup or search is answered from memory (Go duration; 0 turns it off)"},
 	)
 }()
 
@@ -67,6 +68,8 @@ type config struct {
 	LogFormat      string
 	// RequestTimeout bounds the time a request may spend waiting on dependencies.
 	RequestTimeout time.Duration
+	// CacheTTL is how long the market's answers are reused; 0 means never.
+	CacheTTL time.Duration
 }
 
 // settingError names the variable whose value is wrong.
@@ -206,6 +209,11 @@ func loadConfig(lookup func(env string) string) (config, error) {
 		return config{}, bad("RR_REQUEST_TIMEOUT", "want a positive Go duration such as 10s")
 	} else {
 		c.RequestTimeout = d
+	}
+	if d, err := time.ParseDuration(get("RR_CACHE_TTL")); err != nil || d < 0 {
+		return config{}, bad("RR_CACHE_TTL", "want a Go duration such as 5s, or 0 for no cache")
+	} else {
+		c.CacheTTL = d
 	}
 	switch c.LogFormat {
 	case "text", "json":

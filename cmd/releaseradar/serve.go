@@ -220,7 +220,11 @@ func newServer(ctx context.Context, cfg config, log *slog.Logger) (*server, erro
 			s.stopListen = stop
 		}
 	}
-	s.market = market.NewAPI(a.db, market.Config{Logger: log, OnError: s.errs.write})
+	ttl := cfg.CacheTTL
+	if ttl == 0 {
+		ttl = -1 // off
+	}
+	s.market = market.NewAPI(a.db, market.Config{Logger: log, OnError: s.errs.write, CacheTTL: ttl})
 	return s, nil
 }
 

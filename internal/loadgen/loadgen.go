@@ -220,3 +220,60 @@ func PerConn(reqs ...Request) func(host string) func(int, int64) []byte {
 		return func(c int, _ int64) []byte { return raws[c%len(raws)] }
 	}
 }
+
+// Rounds is how many bare/gated pairs Compare measures.
+var Rounds = flag.Int("loadgen.rounds", 5, "bare/gated pairs each Compare measures")
+
+// Case is a handler under load and the requests it gets.
+type Case struct {
+	Handler http.Handler
+	Build   func(host string) func(conn int, n int64) []byte
+}
+
+// Compare measures base and then subject, *Rounds times in turn (each run lasts
+// *Duration with *Conns connections), and reports on b the median requests a
+// second of each and the median of the pairs' ratios subject/base (x-bare): pairs
+// measured back to back see the same machine, which drifts on a shared host.
+// It fails b when an answer is not 200 or a connection failed.
+func Compare(b *testing.B, base, subject Case) (ratio float64) {
+	b.Helper()
+	var servers [2]*httptest.Server
+	var next [2]func(int, int64) []byte
+	var addrs [2]string
+	for i, c := range []Case{base, subject} {
+		servers[i] = httptest.NewServer(c.Handler)
+		defer servers[i].Close()
+		addrs[i] = servers[i].Listener.Addr().String()
+		next[i] = c.Build(addrs[i])
+	}
+	var rates [2][]float64
+	var ratios []float64
+	for range b.N * *Rounds {
+		var pair [2]float64
+		for i := range 2 {
+			res := Run(addrs[i], *Conns, *Duration, next[i])
+			for status, n := range res.Statuses {
+				if status != http.StatusOK {
+					b.Fatalf("%d answers %d (of %d)", n, status, res.Requests)
+				}
+			}
+			if res.Errors > 0 || res.Requests == 0 {
+				b.Fatalf("%d connection errors, %d requests", res.Errors, res.Requests)
+			}
+			pair[i] = res.PerSecond()
+			rates[i] = append(rates[i], pair[i])
+		}
+		ratios = append(ratios, pair[1]/pair[0])
+	}
+	median := func(xs []float64) float64 {
+		xs = slices.Clone(xs)
+		slices.Sort(xs)
+		return xs[len(xs)/2]
+	}
+	b.ReportMetric(median(rates[0]), "bare-req/s")
+	b.ReportMetric(median(rates[1]), "req/s")
+	ratio = median(ratios)
+	b.ReportMetric(ratio, "x-bare")
+	b.ReportMetric(1e9/median(rates[1]), "ns/op")
+	return ratio
+}

@@ -38,7 +38,9 @@ func IsUniqueViolation(err error) bool {
 // SQLiteDSN returns a modernc.org/sqlite DSN for the file at path with WAL, a busy
 // timeout and immediate write transactions, the settings tollgate's stores expect.
 func SQLiteDSN(path string) string {
-	return "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	// busy_timeout comes first: the pragmas after it, journal_mode above all, may
+	// have to wait for another connection that holds the database.
+	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
 }
 
 // timeLayout is fixed-width so that SQLite's text comparison orders instants, and it
@@ -127,6 +129,14 @@ type Table struct {
 // It is idempotent and safe to run from several processes at once: it runs in one
 // transaction (ctx's, if it carries one on db) under the schema lock (LockSchema).
 func Bootstrap(ctx context.Context, db *sqlx.DB, tables ...Table) error {
+	if _, ok := InTx(ctx, db); ok {
+		return bootstrap(ctx, db, tables)
+	}
+	// Idempotent, so retried whole when SQLite was busy.
+	return RetryBusy(ctx, func() error { return bootstrap(ctx, db, tables) })
+}
+
+func bootstrap(ctx context.Context, db *sqlx.DB, tables []Table) error {
 	return Atomic(ctx, db, func(ctx context.Context) error {
 		if err := LockSchema(ctx, db); err != nil {
 			return err

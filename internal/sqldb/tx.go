@@ -3,8 +3,10 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -56,7 +58,11 @@ func Atomic(ctx context.Context, db *sqlx.DB, fn func(ctx context.Context) error
 	}
 	unlock := lockWrites(db)
 	defer func() { unlock() }()
-	tx, err := db.BeginTxx(ctx, nil)
+	var tx *sqlx.Tx
+	err := RetryBusy(ctx, func() (err error) {
+		tx, err = db.BeginTxx(ctx, nil)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("sqldb: begin: %w", err)
 	}
@@ -74,6 +80,32 @@ func Atomic(ctx context.Context, db *sqlx.DB, fn func(ctx context.Context) error
 		f()
 	}
 	return nil
+}
+
+// IsBusy reports whether err is SQLite's SQLITE_BUSY (5): the database was locked
+// by another connection and the busy handler did not wait, as SQLite does when
+// waiting could deadlock, such as while a new file switches to WAL.
+func IsBusy(err error) bool {
+	var lite interface{ Code() int }
+	return errors.As(err, &lite) && lite.Code()&0xff == 5
+}
+
+// RetryBusy runs fn, which must have changed nothing when it fails with
+// SQLITE_BUSY (a BEGIN, an idempotent bootstrap), again while it does, for up to
+// about two seconds.
+func RetryBusy(ctx context.Context, fn func() error) error {
+	wait := 5 * time.Millisecond
+	for deadline := time.Now().Add(2 * time.Second); ; wait = min(2*wait, 200*time.Millisecond) {
+		err := fn()
+		if err == nil || !IsBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // CommitError is Atomic's error when COMMIT itself failed: the connection may have
@@ -148,4 +180,62 @@ func Tune(db *sqlx.DB) {
 	}
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
+}
+
+// Statements prepared once per pool and query text, so that a query run on every
+// request is parsed and planned once, not each time (SQLite parses a query on every
+// run otherwise; PostgreSQL plans it).
+var stmts sync.Map // *sql.DB → *stmtCache
+
+type stmtCache struct {
+	mu sync.Mutex
+	m  map[string]*sqlx.Stmt
+}
+
+// maxStmts bounds the statements kept per pool; past it, queries run unprepared.
+const maxStmts = 256
+
+// prepared returns query prepared on db, or nil when the cache is full.
+func prepared(ctx context.Context, db *sqlx.DB, query string) (*sqlx.Stmt, error) {
+	v, _ := stmts.LoadOrStore(db.DB, &stmtCache{m: make(map[string]*sqlx.Stmt)})
+	c := v.(*stmtCache)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.m[query]; ok {
+		return st, nil
+	}
+	if len(c.m) >= maxStmts {
+		return nil, nil
+	}
+	st, err := db.PreparexContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	c.m[query] = st
+	return st, nil
+}
+
+// Get runs query (in db's bind syntax) and scans its one row into dest, on the
+// transaction ctx carries on db, or else on a statement prepared once for db.
+func Get(ctx context.Context, db *sqlx.DB, dest any, query string, args ...any) error {
+	if tx, ok := InTx(ctx, db); ok {
+		return tx.GetContext(ctx, dest, query, args...)
+	}
+	st, err := prepared(ctx, db, query)
+	if err != nil || st == nil {
+		return db.GetContext(ctx, dest, query, args...)
+	}
+	return st.GetContext(ctx, dest, args...)
+}
+
+// Select runs query as Get does and scans its rows into dest, a slice.
+func Select(ctx context.Context, db *sqlx.DB, dest any, query string, args ...any) error {
+	if tx, ok := InTx(ctx, db); ok {
+		return tx.SelectContext(ctx, dest, query, args...)
+	}
+	st, err := prepared(ctx, db, query)
+	if err != nil || st == nil {
+		return db.SelectContext(ctx, dest, query, args...)
+	}
+	return st.SelectContext(ctx, dest, args...)
 }

@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/mux"
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/releaseradar/tollgate/internal/problem"
@@ -57,7 +58,20 @@ type Config struct {
 	// context.Canceled. Nil means tollgate's error table, with database failures
 	// logged to Logger unless the client has gone.
 	OnError func(w http.ResponseWriter, r *http.Request, err error)
+	// CacheTTL is how long a successful answer of the GET routes is served again
+	// from memory to the same request (same path and query string): events and
+	// companies do not change once loaded, so repeated lookups and searches need
+	// not reach the database. Zero means DefaultCacheTTL; a negative value turns
+	// the cache off. Answers depend on nothing but the request (the gate's headers
+	// are set around them), so a cached answer is what the handler would write.
+	CacheTTL time.Duration
 }
+
+// DefaultCacheTTL is the default Config.CacheTTL.
+const DefaultCacheTTL = 5 * time.Second
+
+// answerCacheSize bounds the answers the cache holds.
+const answerCacheSize = 4096
 
 // API serves the market routes as plain http.HandlerFuncs. Authentication, plans,
 // quotas and rate limits are the caller's middleware; every error answer is
@@ -71,6 +85,7 @@ type API struct {
 	log     *slog.Logger
 	onError func(w http.ResponseWriter, r *http.Request, err error)
 	feed    feedCache
+	answers *expirable.LRU[string, []byte] // nil: no cache
 }
 
 // feedCache holds the encoded public feed. mu is held during a refresh, so that
@@ -95,7 +110,39 @@ func NewAPI(db *sqlx.DB, cfg Config) *API {
 	if a.onError == nil {
 		a.onError = a.writeError
 	}
+	ttl := cfg.CacheTTL
+	if ttl == 0 {
+		ttl = DefaultCacheTTL
+	}
+	if ttl > 0 {
+		a.answers = expirable.NewLRU[string, []byte](answerCacheSize, nil, ttl)
+	}
 	return a
+}
+
+// answerKey is the cache key of r's answer on route: the route, the path
+// variables the handler reads (vars, by name) and the raw query, which are all the
+// answer depends on.
+func answerKey(route string, r *http.Request, vars ...string) string {
+	key := route
+	for _, v := range vars {
+		key += "\x00" + pathVar(r, v)
+	}
+	return key + "\x00" + r.URL.RawQuery
+}
+
+// cachedAnswer writes the cached answer of key, if there is one, and reports
+// whether it did.
+func (a *API) cachedAnswer(w http.ResponseWriter, key string) bool {
+	if a.answers == nil {
+		return false
+	}
+	b, ok := a.answers.Get(key)
+	if !ok {
+		return false
+	}
+	writeBody(w, b)
+	return true
 }
 
 // Store returns the API's data layer.
@@ -170,6 +217,10 @@ type searchBody struct {
 // (see ParseValues and ParseQuery) with {"events": [...], "next_cursor": "…" or
 // null}. Pass next_cursor back as cursor, with the same filters, for the next page.
 func (a *API) Search(w http.ResponseWriter, r *http.Request) {
+	key := answerKey("search", r)
+	if a.cachedAnswer(w, key) {
+		return
+	}
 	v, ok := a.params(w, r)
 	if !ok {
 		return
@@ -189,7 +240,7 @@ func (a *API) Search(w http.ResponseWriter, r *http.Request) {
 		s := page.Next.String()
 		out.NextCursor = &s
 	}
-	a.writeJSON(w, r, out)
+	a.writeJSONKey(w, r, key, out)
 }
 
 // Event answers GET /events/{id} with the event's public fields. An id that is not
@@ -200,8 +251,12 @@ func (a *API) Search(w http.ResponseWriter, r *http.Request) {
 // query string (read or not) or path variable does not decode to UTF-8 text
 // without NUL bytes (see ParseValues), before anything reaches the database.
 func (a *API) Event(w http.ResponseWriter, r *http.Request) {
+	key := answerKey("event", r, "id")
+	if a.cachedAnswer(w, key) {
+		return
+	}
 	if e, ok := a.event(w, r, "id"); ok {
-		a.writeJSON(w, r, e)
+		a.writeJSONKey(w, r, key, e)
 	}
 }
 
@@ -237,6 +292,10 @@ type impactBody struct {
 // Impact answers GET /impact/{event_id} with the event, the instant it was scored at,
 // its score and the score's parts (see Score).
 func (a *API) Impact(w http.ResponseWriter, r *http.Request) {
+	key := answerKey("impact", r, "event_id")
+	if a.cachedAnswer(w, key) {
+		return
+	}
 	e, ok := a.event(w, r, "event_id")
 	if !ok {
 		return
@@ -247,12 +306,16 @@ func (a *API) Impact(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.now().UTC()
-	a.writeJSON(w, r, impactBody{Event: e, AsOf: now, Impact: Score(e, c.MarketCapUSD, now)})
+	a.writeJSONKey(w, r, key, impactBody{Event: e, AsOf: now, Impact: Score(e, c.MarketCapUSD, now)})
 }
 
 // Companies answers GET /companies?q= with {"companies": [...]}: the companies whose
 // ticker or name contains q, by ticker; all of them without q.
 func (a *API) Companies(w http.ResponseWriter, r *http.Request) {
+	key := answerKey("companies", r)
+	if a.cachedAnswer(w, key) {
+		return
+	}
 	v, ok := a.params(w, r)
 	if !ok {
 		return
@@ -267,12 +330,16 @@ func (a *API) Companies(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	a.writeJSON(w, r, map[string][]Company{"companies": cs})
+	a.writeJSONKey(w, r, key, map[string][]Company{"companies": cs})
 }
 
 // Company answers GET /companies/{ticker}. A malformed ticker goes to OnError as an
 // *InputError (400), one not listed as a *NotFoundError (404).
 func (a *API) Company(w http.ResponseWriter, r *http.Request) {
+	key := answerKey("company", r, "ticker")
+	if a.cachedAnswer(w, key) {
+		return
+	}
 	if _, ok := a.params(w, r); !ok {
 		return
 	}
@@ -289,7 +356,7 @@ func (a *API) Company(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	a.writeJSON(w, r, c)
+	a.writeJSONKey(w, r, key, c)
 }
 
 // PortfolioImpact answers POST /portfolio/impact. The body is
@@ -496,12 +563,25 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 // writeJSON answers 200 with v. Gated answers vary by key (quota headers), so no
 // shared cache may keep them.
 func (a *API) writeJSON(w http.ResponseWriter, r *http.Request, v any) {
+	a.writeJSONKey(w, r, "", v)
+}
+
+// writeJSONKey is writeJSON that also caches the answer under key ("": not).
+func (a *API) writeJSONKey(w http.ResponseWriter, r *http.Request, key string, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		a.fail(w, r, fmt.Errorf("market: encode response: %w", err))
 		return
 	}
 	b = append(b, '\n')
+	if key != "" && a.answers != nil {
+		a.answers.Add(key, b)
+	}
+	writeBody(w, b)
+}
+
+// writeBody answers 200 with the JSON body b.
+func writeBody(w http.ResponseWriter, b []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(b)))

@@ -102,7 +102,10 @@ func Bootstrap(ctx context.Context, db *sqlx.DB) error {
 	pg := sqldb.IsPostgres(db)
 	if !pg {
 		var fts5 int
-		if err := db.GetContext(ctx, &fts5, `SELECT sqlite_compileoption_used('ENABLE_FTS5')`); err != nil {
+		err := sqldb.RetryBusy(ctx, func() error {
+			return db.GetContext(ctx, &fts5, `SELECT sqlite_compileoption_used('ENABLE_FTS5')`)
+		})
+		if err != nil {
 			return fmt.Errorf("market: bootstrap: %w", err)
 		}
 		if fts5 != 1 {

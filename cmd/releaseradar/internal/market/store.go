@@ -73,7 +73,7 @@ func (s *Store) Search(ctx context.Context, q Query) (Page, error) {
 	}
 	query, args := s.searchSQL(q, limit+1)
 	var rows []eventRow
-	if err := s.db.SelectContext(ctx, &rows, query, args...); err != nil {
+	if err := sqldb.Select(ctx, s.db, &rows, query, args...); err != nil {
 		return Page{}, fmt.Errorf("market: search: %w", err)
 	}
 	var p Page
@@ -133,7 +133,7 @@ func (s *Store) searchSQL(q Query, limit int) (string, []any) {
 // Event returns the event with id, or ErrNotFound.
 func (s *Store) Event(ctx context.Context, id int64) (Event, error) {
 	var r eventRow
-	err := s.db.GetContext(ctx, &r, s.db.Rebind("SELECT "+eventColumns+" FROM market_events e WHERE e.id = ?"), id)
+	err := sqldb.Get(ctx, s.db, &r, s.db.Rebind("SELECT "+eventColumns+" FROM market_events e WHERE e.id = ?"), id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Event{}, ErrNotFound
 	}
@@ -159,7 +159,7 @@ ORDER BY e.occurred_at DESC, e.id DESC`, tickers, sqldb.T(since), sqldb.T(until)
 		return nil, fmt.Errorf("market: recent events: %w", err)
 	}
 	var rows []eventRow
-	if err := s.db.SelectContext(ctx, &rows, s.db.Rebind(query), args...); err != nil {
+	if err := sqldb.Select(ctx, s.db, &rows, s.db.Rebind(query), args...); err != nil {
 		return nil, fmt.Errorf("market: recent events: %w", err)
 	}
 	return events(rows), nil
@@ -179,7 +179,7 @@ func (s *Store) Companies(ctx context.Context, q string) ([]Company, error) {
 		args = append(args, like, like)
 	}
 	cs := []Company{}
-	if err := s.db.SelectContext(ctx, &cs, s.db.Rebind(query+" ORDER BY ticker"), args...); err != nil {
+	if err := sqldb.Select(ctx, s.db, &cs, s.db.Rebind(query+" ORDER BY ticker"), args...); err != nil {
 		return nil, fmt.Errorf("market: companies: %w", err)
 	}
 	return cs, nil
@@ -193,7 +193,7 @@ func (s *Store) Company(ctx context.Context, ticker string) (Company, error) {
 		return Company{}, err
 	}
 	var c Company
-	err := s.db.GetContext(ctx, &c, s.db.Rebind(
+	err := sqldb.Get(ctx, s.db, &c, s.db.Rebind(
 		"SELECT ticker, name, sector, market_cap_usd FROM market_companies WHERE ticker = ?"), ticker)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Company{}, ErrNotFound
@@ -219,7 +219,7 @@ func (s *Store) CompaniesByTicker(ctx context.Context, tickers []string) (map[st
 		return nil, fmt.Errorf("market: companies: %w", err)
 	}
 	var cs []Company
-	if err := s.db.SelectContext(ctx, &cs, s.db.Rebind(query), args...); err != nil {
+	if err := sqldb.Select(ctx, s.db, &cs, s.db.Rebind(query), args...); err != nil {
 		return nil, fmt.Errorf("market: companies: %w", err)
 	}
 	for _, c := range cs {
