@@ -112,7 +112,7 @@ func benchGate(b *testing.B, stores tollgate.Stores) (*tollgate.Gate, []loadgen.
 	}
 	reqs := make([]loadgen.Request, *loadgen.Conns)
 	for i := range reqs {
-		raw, _, err := g.Issue(ctx, fmt.Sprintf("user-%d", i), "bench", 0, "")
+		raw, _, err := g.Issue(ctx, fmt.Sprintf("user-%d", i), "bench", 0, "", 0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -171,7 +171,7 @@ func BenchmarkHotKeyReplicas(b *testing.B) {
 		}
 		gates[i] = g
 	}
-	raw, key, err := gates[0].Issue(ctx, "hot", "bench", 0, "")
+	raw, key, err := gates[0].Issue(ctx, "hot", "bench", 0, "", 0)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func Example() {
 	mux.Handle("GET /reports", gate.Require("gold")(reports))
 
 	// Issue a key with its quota; the raw key is shown once and stored nowhere.
-	raw, _, err := gate.Issue(context.Background(), "alice", "gold", 0, "")
+	raw, _, err := gate.Issue(context.Background(), "alice", "gold", 0, "", 0)
 	if err != nil {
 		panic(err)
 	}
@@ -76,8 +76,8 @@ func ExampleGate_Rotate() {
 	plans := entitlement.Catalog{"gold": {Name: "gold", MonthlyCallLimit: 100, Rate: "100-M"}}
 	quotas := qmem.New(qmem.Config{})
 	gate, _ := tollgate.New(tollgate.Stores{Keys: akmem.New(), Quotas: quotas}, plans, tollgate.Config{})
-	_, old, _ := gate.Issue(ctx, "alice", "gold", 0, "")
-	_, next, _ := gate.Rotate(ctx, "alice")
+	_, old, _ := gate.Issue(ctx, "alice", "gold", 0, "", 0)
+	_, next, _ := gate.Rotate(ctx, "alice", 0)
 	fmt.Println(next.QuotaID == old.QuotaID, next.Plan)
 	// Output: true gold
 }

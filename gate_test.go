@@ -118,7 +118,7 @@ func newFixture(t *testing.T, cfg tollgate.Config) *fixture {
 
 func (f *fixture) issue(t *testing.T, user, plan string, limit int64) string {
 	t.Helper()
-	raw, _, err := f.gate.Issue(context.Background(), user, plan, limit, "test")
+	raw, _, err := f.gate.Issue(context.Background(), user, plan, limit, "test", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,7 +534,7 @@ func TestIssueAndRotate(t *testing.T) {
 		t.Fatalf("the new key: %d limit %q", a.status, a.header.Get("X-Quota-Limit"))
 	}
 
-	raw, next, err := f.gate.Rotate(ctx, "sam")
+	raw, next, err := f.gate.Rotate(ctx, "sam", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -547,7 +547,7 @@ func TestIssueAndRotate(t *testing.T) {
 	if a := call(h, raw); a.status != 200 || a.header.Get("X-Quota-Remaining") != "5" {
 		t.Errorf("the rotated key: %d remaining %q, want 200 and 5 (usage kept)", a.status, a.header.Get("X-Quota-Remaining"))
 	}
-	if _, _, err := f.gate.Rotate(ctx, "nobody"); !errors.Is(err, apikey.ErrNoActiveKey) {
+	if _, _, err := f.gate.Rotate(ctx, "nobody", 0); !errors.Is(err, apikey.ErrNoActiveKey) {
 		t.Errorf("Rotate without a key: %v", err)
 	}
 	if n, err := f.gate.RevokeUser(ctx, "sam", "test"); err != nil || n != 1 {
@@ -557,7 +557,7 @@ func TestIssueAndRotate(t *testing.T) {
 		t.Errorf("a revoked key: %d", a.status)
 	}
 	for _, p := range []string{"free", "platinum"} {
-		if _, _, err := f.gate.Issue(ctx, "sam", p, 0, ""); !errors.Is(err, entitlement.ErrUnknownPlan) {
+		if _, _, err := f.gate.Issue(ctx, "sam", p, 0, "", 0); !errors.Is(err, entitlement.ErrUnknownPlan) {
 			t.Errorf("Issue on %s: %v, want ErrUnknownPlan", p, err)
 		}
 	}
@@ -575,7 +575,7 @@ func TestConcurrentExactness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, _, err := g.Issue(context.Background(), "bo", "bulk", 0, "")
+	raw, _, err := g.Issue(context.Background(), "bo", "bulk", 0, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

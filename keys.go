@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/releaseradar/tollgate/apikey"
 	"github.com/releaseradar/tollgate/entitlement"
@@ -22,7 +23,7 @@ var _ entitlement.KeyIssuer = (*Gate)(nil)
 // one over) or in one of their own; the memory stores apply them one after another.
 // It returns entitlement.ErrUnknownPlan for a plan the catalog lacks or one with no
 // monthly limit when limit is 0.
-func (g *Gate) Issue(ctx context.Context, userID, planName string, limit int64, reason string) (string, apikey.Key, error) {
+func (g *Gate) Issue(ctx context.Context, userID, planName string, limit int64, reason string, grace time.Duration) (string, apikey.Key, error) {
 	if userID == "" {
 		return "", apikey.Key{}, errors.New("tollgate: issue: empty user ID")
 	}
@@ -72,7 +73,7 @@ func (g *Gate) retire(ctx context.Context, revoked []apikey.Key) {
 // spending the same quota (its QuotaID), so rotating never resets usage; the old key
 // is refused from then on. It returns the new raw key, to be shown once, and the new
 // key; apikey.ErrNoActiveKey when the user has no active key.
-func (g *Gate) Rotate(ctx context.Context, userID string) (string, apikey.Key, error) {
+func (g *Gate) Rotate(ctx context.Context, userID string, grace time.Duration) (string, apikey.Key, error) {
 	now := g.now()
 	raw, next, err := apikey.New(g.prefix, userID, "", now)
 	if err != nil {

@@ -42,7 +42,7 @@ func TestSQLStores(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		raw, k, err := g.Issue(ctx, "sam", "silver", 0, "first")
+		raw, k, err := g.Issue(ctx, "sam", "silver", 0, "first", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,7 +55,7 @@ func TestSQLStores(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := broken.Issue(ctx, "sam", "gold", 0, "second"); err == nil {
+		if _, _, err := broken.Issue(ctx, "sam", "gold", 0, "second", 0); err == nil {
 			t.Fatal("Issue succeeded although the quota could not be set")
 		}
 		list, err := keys.ListByUser(ctx, "sam")

@@ -33,7 +33,7 @@ var plans = entitlement.Catalog{
 // handed, so that both join the Service's transaction; here the limit is printed.
 type keyIssuer struct{ keys apikey.Store }
 
-func (i keyIssuer) Issue(ctx context.Context, userID, plan string, limit int64, reason string) (string, apikey.Key, error) {
+func (i keyIssuer) Issue(ctx context.Context, userID, plan string, limit int64, reason string, grace time.Duration) (string, apikey.Key, error) {
 	now := time.Now()
 	if _, err := i.keys.RevokeUser(ctx, userID, reason, now); err != nil {
 		return "", apikey.Key{}, err

@@ -275,7 +275,7 @@ func (s *Service) issue(ctx context.Context, tx Tx, userID, plan string, limit i
 	if _, err := tx.TakeSealed(ctx, userID); err != nil && !errors.Is(err, ErrNotFound) {
 		return "", apikey.Key{}, err
 	}
-	return s.keys.Issue(ctx, userID, plan, limit, reason)
+	return s.keys.Issue(ctx, userID, plan, limit, reason, 0) // grace: see issue 14
 }
 
 // deliver hands a webhook-issued key to its owner: Config.Delivery, or sealed for

@@ -171,7 +171,7 @@ type Tx interface {
 type KeyIssuer interface {
 	// Issue revokes the user's active keys (reason) and issues one active key on plan
 	// with a quota of limit monthly calls; it returns the raw key, shown once.
-	Issue(ctx context.Context, userID, plan string, limit int64, reason string) (raw string, k apikey.Key, err error)
+	Issue(ctx context.Context, userID, plan string, limit int64, reason string, grace time.Duration) (raw string, k apikey.Key, err error)
 	// RevokeUser revokes every active key of the user and returns how many.
 	RevokeUser(ctx context.Context, userID, reason string) (int, error)
 	// Key returns the key with that ID (apikey.ErrNotFound).

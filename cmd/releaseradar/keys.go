@@ -156,7 +156,7 @@ type newKeyResponse struct {
 // same plan, spending the same quota, replaces it in one step; the raw key is
 // answered once.
 func (d *dashboard) rotate(w http.ResponseWriter, r *http.Request, user string) {
-	raw, next, err := d.gate.Rotate(r.Context(), user)
+	raw, next, err := d.gate.Rotate(r.Context(), user, 0)
 	if err != nil {
 		d.fail(w, r, err)
 		return

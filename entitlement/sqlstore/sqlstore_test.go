@@ -73,7 +73,7 @@ func TestKeysJoinTransaction(t *testing.T) {
 					return err
 				}
 				var err error
-				if _, k, err = issuer.Issue(ctx, "user_1", plan, 10, "test"); err != nil {
+				if _, k, err = issuer.Issue(ctx, "user_1", plan, 10, "test", 0); err != nil {
 					return err
 				}
 				if err := tx.PutEntitlement(ctx, entitlement.Entitlement{UserID: "user_1", Plan: plan, KeyID: k.ID, UpdatedAt: time.Now()}); err != nil {

@@ -40,7 +40,7 @@ func run(addr string, limit int64, rate string) error {
 	if err != nil {
 		return err
 	}
-	raw, _, err := gate.Issue(context.Background(), "demo-user", "basic", 0, "")
+	raw, _, err := gate.Issue(context.Background(), "demo-user", "basic", 0, "", 0)
 	if err != nil {
 		return err
 	}

@@ -104,7 +104,7 @@ func issue(user, plan string, limit int64) error {
 		return err
 	}
 	defer db.Close()
-	raw, _, err := gate.Issue(ctx, user, plan, limit, "reissued")
+	raw, _, err := gate.Issue(ctx, user, plan, limit, "reissued", 0)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ func (i *Issuer) Keys() apikey.Store { return i.keys }
 
 // Issue implements entitlement.KeyIssuer: it revokes the user's active keys and
 // creates a new one, in the transaction ctx carries if the key store joins it.
-func (i *Issuer) Issue(ctx context.Context, userID, plan string, limit int64, reason string) (string, apikey.Key, error) {
+func (i *Issuer) Issue(ctx context.Context, userID, plan string, limit int64, reason string, grace time.Duration) (string, apikey.Key, error) {
 	now := time.Now()
 	if _, err := i.keys.RevokeUser(ctx, userID, reason, now); err != nil {
 		return "", apikey.Key{}, err
