@@ -216,7 +216,7 @@ func New(stores Stores, catalog entitlement.Catalog, cfg Config) (*Gate, error) 
 	g := &Gate{
 		keys:    stores.Keys,
 		quotas:  stores.Quotas,
-		auth:    apikey.NewAuthenticator(stores.Keys, apikey.Config{MaxKeyLength: cfg.MaxKeyLength, Cache: cfg.KeyCache}),
+		auth:    apikey.NewAuthenticator(stores.Keys, apikey.Config{MaxKeyLength: cfg.MaxKeyLength, Cache: cfg.KeyCache, Now: cfg.Now}),
 		limiter: limiter,
 		catalog: catalog,
 		plans:   make(map[string]*plan, len(catalog)),
@@ -279,6 +279,15 @@ func New(stores Stores, catalog entitlement.Catalog, cfg Config) (*Gate, error) 
 	}
 	go g.loop(interval)
 	return g, nil
+}
+
+// burst returns the plan's burst rate as calls per window in seconds; zeros for a
+// plan without one.
+func (p *plan) burst() (limit, windowSeconds int64) {
+	if p == nil || !p.limited {
+		return 0, 0
+	}
+	return p.rate.Limit, int64(p.rate.Period / time.Second)
 }
 
 func newPlan(p entitlement.Plan) (*plan, error) {
@@ -370,9 +379,16 @@ func (g *Gate) serve(w http.ResponseWriter, r *http.Request, next http.Handler, 
 		g.onError(w, r, apikey.ErrUpgradeRequired)
 		return
 	}
+	if !p.ExpiresAt.IsZero() {
+		// A key in its rotation grace says when it stops working (RFC 8594).
+		w.Header().Set(hSunset, p.ExpiresAt.UTC().Format(http.TimeFormat))
+	}
 	s := &scratch{}
 	s.now = time.Now()
-	if pl.limited && !g.allow(w, r, s, pl.keyPrefix+p.Hash, "key", pl) {
+	// The burst bucket is the quota's: the keys of one lineage (a key and its
+	// successor during a rotation grace) share one burst budget as they share
+	// one monthly quota.
+	if pl.limited && !g.allow(w, r, s, pl.keyPrefix+p.QuotaID, "key", pl) {
 		return
 	}
 	g.meter(w, r, s, next, p, pl)

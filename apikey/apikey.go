@@ -7,9 +7,20 @@
 // NewContext and FromContext carry the resulting Principal through a request, and
 // Capture lets code that runs before authentication (an access log) read it too.
 //
-// Each user has at most one active key. A key spends the quota its QuotaID names
-// (package quota keeps the counters); Store.Rotate hands the quota on to the
-// successor, so rotating a key never resets its usage.
+// Each user has at most one active key that is not expiring. A key spends the
+// quota its QuotaID names (package quota keeps the counters); Store.Rotate hands
+// the quota on to the successor, so rotating a key never resets its usage.
+//
+// # Expiring keys
+//
+// A rotation with a grace period (Store.Rotate) or a plan change with one
+// (Store.Retire) does not revoke the old key: it stays active with an
+// ExpiresAt, "expiring" (Key.Expiring), and authenticates until then beside its
+// successor, spending the same quota. From ExpiresAt on the Authenticator
+// refuses it as it refuses a revoked key, also from its cache, whose entry of
+// an expiring key never outlives ExpiresAt; nothing needs to write the store
+// at that moment. Stores keep its status active: StatusExpiring is only how
+// Key.StatusAt shows it. RevokeUser revokes expiring keys too.
 //
 // apikey writes no HTTP answers: its errors are sentinels of tollgate's problem
 // table, answered by the gate (401 ErrMissing, 403 ErrInvalid, 402
@@ -55,11 +66,19 @@ const DefaultPrefix = "tk_"
 type Status string
 
 // Key statuses. A key is created active (or, when imported, revoked) and, once
-// revoked, stays revoked.
+// revoked, stays revoked. Stores hold only StatusActive and StatusRevoked;
+// StatusExpiring is what Key.StatusAt shows for an active key with an ExpiresAt
+// still ahead (a Store refuses it as a status to store).
 const (
-	StatusActive  Status = "active"
-	StatusRevoked Status = "revoked"
+	StatusActive   Status = "active"
+	StatusRevoked  Status = "revoked"
+	StatusExpiring Status = "expiring"
 )
+
+// MaxGrace is the longest grace period tollgate gives a replaced key (a rotation
+// or a plan change with grace): seven days. Stores accept any grace of zero or
+// more; the gate and the billing service refuse longer ones.
+const MaxGrace = 7 * 24 * time.Hour
 
 // Sentinel errors, matched with errors.Is. Stores return them as they are and wrap
 // backend errors with %w and their package prefix; an error that matches none of
@@ -73,7 +92,8 @@ var (
 	// ErrActiveExists: Create was given an active key for a user who already has
 	// one; each user has at most one (HTTP 409).
 	ErrActiveExists = problem.New(problem.ActiveKeyExists, "apikey: user already has an active key")
-	// ErrNoActiveKey: Rotate found no active key for the user (HTTP 409).
+	// ErrNoActiveKey: Rotate found no active key for the user that is not
+	// expiring (HTTP 409).
 	ErrNoActiveKey = problem.New(problem.NoActiveKey, "apikey: user has no active key")
 	// ErrMissing: the request carried no key (HTTP 401).
 	ErrMissing = problem.New(problem.MissingKey, "apikey: missing x-api-key")
@@ -109,13 +129,42 @@ type Key struct {
 	LastUsedAt   time.Time `db:"last_used_at" json:"last_used_at,omitzero"`
 	RevokedAt    time.Time `db:"revoked_at" json:"revoked_at,omitzero"`
 	RevokeReason string    `db:"revoke_reason" json:"revoke_reason,omitempty"`
+	// ExpiresAt, when set on an active key, is when the key stops working: a
+	// rotation or plan change with a grace period replaced it (see Expiring).
+	// Zero on a key that does not expire. A revoked key keeps the ExpiresAt it
+	// had.
+	ExpiresAt time.Time `db:"expires_at" json:"expires_at,omitzero"`
 }
 
 // Masked returns the key as it may be shown: "****…" and its last four characters.
 func (k Key) Masked() string { return Mask(k.Last4) }
 
-// Active reports whether the key is active.
+// Active reports whether the key's stored status is active, expiring or not
+// (see Expiring), past its ExpiresAt or not (see Expired).
 func (k Key) Active() bool { return k.Status == StatusActive }
+
+// Expiring reports whether the key is active with an ExpiresAt: a rotation or a
+// plan change with a grace period replaced it, and it works until ExpiresAt
+// (which may have passed: see Expired). A user has at most one active key that
+// is not expiring, and any number of expiring ones.
+func (k Key) Expiring() bool { return k.Active() && !k.ExpiresAt.IsZero() }
+
+// Expired reports whether the key has an ExpiresAt and now is not before it: from
+// then on the Authenticator refuses the key.
+func (k Key) Expired(now time.Time) bool { return !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) }
+
+// StatusAt returns the status the key is shown with at now: StatusExpiring for
+// an expiring key before its ExpiresAt, StatusRevoked for a revoked key or an
+// expiring one past it, StatusActive otherwise.
+func (k Key) StatusAt(now time.Time) Status {
+	switch {
+	case !k.Active() || k.Expired(now):
+		return StatusRevoked
+	case k.Expiring():
+		return StatusExpiring
+	}
+	return StatusActive
+}
 
 // Store keeps keys. Implementations are safe for concurrent use and agree on every
 // point below (package storetest checks them). Every method takes the context
@@ -125,12 +174,15 @@ func (k Key) Active() bool { return k.Status == StatusActive }
 type Store interface {
 	// Create stores k and completes it in place: an empty ID gets NewID(), an
 	// empty QuotaID the key's ID, an empty Status means active. k must have a
-	// user, a hash and a creation time. It returns ErrActiveExists if k is active
-	// and its user already has an active key, and an error (not ErrActiveExists)
-	// if a key with k's ID or hash is stored already.
+	// user, a hash and a creation time; it may have an ExpiresAt (an expiring
+	// key). It returns ErrActiveExists if k is active, not expiring, and its
+	// user already has an active key that is not expiring, and an error (not
+	// ErrActiveExists) if a key with k's ID or hash is stored already.
 	Create(ctx context.Context, k *Key) error
 
 	// ByHash returns the key whose hash is hash, active or revoked, or ErrNotFound.
+	// An expiring key is returned as it is stored, also past its ExpiresAt
+	// (active, with that ExpiresAt): the Authenticator decides.
 	ByHash(ctx context.Context, hash string) (Key, error)
 
 	// ByID returns the key with that ID, active or revoked, or ErrNotFound.
@@ -140,27 +192,44 @@ type Store interface {
 	// no error.
 	ListByUser(ctx context.Context, userID string) ([]Key, error)
 
-	// Revoke revokes the key with that ID at now, recording reason. Revoking a
-	// revoked key changes nothing and returns nil; an unknown ID returns
-	// ErrNotFound.
+	// Revoke revokes the key with that ID at now, recording reason; an expiring
+	// key too. Revoking a revoked key changes nothing and returns nil; an unknown
+	// ID returns ErrNotFound.
 	Revoke(ctx context.Context, id, reason string, now time.Time) error
 
 	// RevokeUser revokes every active key of the user at now, recording reason,
-	// and returns the keys it revoked, as they now are, so that a caller can drop
-	// them from its caches; none is an empty slice and no error.
+	// expiring keys included (whether or not past their ExpiresAt), and returns
+	// the keys it revoked, as they now are, newest first, so that a caller can
+	// drop them from its caches; none is an empty slice and no error.
 	RevokeUser(ctx context.Context, userID, reason string, now time.Time) ([]Key, error)
 
-	// Rotate revokes the user's active key and stores next in its place, in one
-	// atomic step: no reader sees zero or two active keys. next must carry the new
-	// hash, prefix and last four; the store fills in the rest (an empty ID gets a
-	// new one) and returns the revoked key. The successor is active, created at
-	// now, and keeps the old key's Plan and QuotaID, so it spends the same quota:
-	// rotating never hands out a fresh monthly allowance. It returns
-	// ErrNoActiveKey, changing nothing, if the user has no active key.
+	// Rotate replaces the user's active key that is not expiring (the current
+	// key) with next, in one atomic step: no reader sees zero or two current
+	// keys. With grace 0 it revokes the old key at now; with grace > 0 the old
+	// key stays active, expiring at now+grace (its ExpiresAt), so that both keys
+	// work meanwhile. Keys that were expiring already keep their own ExpiresAt.
+	// next must carry the new hash, prefix and last four; the store fills in the
+	// rest (an empty ID gets a new one) and returns the old key as it now is
+	// (revoked, or expiring). The successor is active, not expiring, created at
+	// now, and keeps the old key's Plan and QuotaID, so both spend the same
+	// quota: rotating never hands out a fresh monthly allowance. It returns
+	// ErrNoActiveKey, changing nothing, if the user has no current key, and an
+	// error, changing nothing, if grace is negative.
 	//
 	// Concurrent rotations for one user take effect one after another and all
-	// succeed, each revoking the key the previous one created.
-	Rotate(ctx context.Context, userID string, next *Key, now time.Time) (old Key, err error)
+	// succeed, each replacing the key the previous one created.
+	Rotate(ctx context.Context, userID string, next *Key, now time.Time, grace time.Duration) (old Key, err error)
+
+	// Retire makes the active key with that ID expire at expiresAt, spending the
+	// quota quotaID on plan meanwhile: what a plan change with a grace period
+	// does to the key it replaces, whose successor the caller then creates
+	// (Create) with that quota. A key already expiring earlier keeps its
+	// ExpiresAt (Retire never extends a key's life); a current key stops being
+	// one. Retiring a revoked key, or one retired so already, changes nothing
+	// and returns nil; an unknown ID returns
+	// ErrNotFound; an empty quotaID or a zero expiresAt is an error that changes
+	// nothing.
+	Retire(ctx context.Context, id, plan, quotaID string, expiresAt time.Time) error
 
 	// Touch records when keys were last used: for each key ID in used, its
 	// LastUsedAt becomes the given time unless it is later already. Unknown IDs
@@ -171,14 +240,15 @@ type Store interface {
 // Changes is implemented by stores that announce key changes after they commit.
 //
 // Watch registers fn and returns the function that unregisters it. The store
-// calls fn with the hashes of the keys a change created or revoked (Create,
-// Revoke, RevokeUser, Rotate: the old key's hash and the new one's), once the
-// change is durable: at once for a change made outside a transaction, after the
-// commit for one made inside it, never for one rolled back nor for a call that
-// changed nothing. It never calls fn with an empty list. fn runs in the goroutine
-// that made the change, before that call returns (or before the transaction's
-// commit returns); it must be quick, must not keep or modify the slice, and may
-// call the store. Watchers see the changes of this process only; across
+// calls fn with the hashes of the keys a change created, revoked or retired
+// (Create, Revoke, RevokeUser, Retire, Rotate: the old key's hash and the new
+// one's), once the change is durable: at once for a change made outside a
+// transaction, after the commit for one made inside it, never for one rolled
+// back nor for a call that changed nothing. It never calls fn with an empty
+// list. A key's ExpiresAt passing is no change: the Authenticator honours it
+// without being told. fn runs in the goroutine that made the change, before that
+// call returns (or before the transaction's commit returns); it must be quick,
+// must not keep or modify the slice, and may call the store. Watchers see the changes of this process only; across
 // processes, see apikey/sqlstore (PostgreSQL NOTIFY) and apikey/pqnotify.
 //
 // NewAuthenticator watches a store that implements Changes, so that its cache
@@ -255,6 +325,10 @@ type Principal struct {
 	Plan string
 	// QuotaID names the quota the key spends (Key.QuotaID).
 	QuotaID string
+	// ExpiresAt is when an expiring key stops working (Key.ExpiresAt), zero for
+	// a key that does not expire: a server may tell the client (a Sunset
+	// header, RFC 8594).
+	ExpiresAt time.Time
 }
 
 // ctxKey is the one context key of this package. Its value is a Principal (stored

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // defaultMaxKeyLength is the longest raw key accepted when Config sets no limit:
@@ -22,6 +23,11 @@ type Config struct {
 	// Cache sizes and times the cache of verified keys; the zero value is a cache
 	// of 65536 entries (see CacheConfig).
 	Cache CacheConfig
+	// Now is the clock by which expiring keys expire: from Key.ExpiresAt on, by
+	// this clock, the key is refused, also from the cache. Use the clock that
+	// set the expiry (the gate's). nil means time.Now. (The cache ages its
+	// entries by Cache.Now.)
+	Now func() time.Time
 }
 
 // errRevokedKey is what Authenticate returns for a revoked key.
@@ -33,7 +39,8 @@ var errRevokedKey = fmt.Errorf("%w: %w", ErrInvalid, ErrRevoked)
 type Authenticator struct {
 	store  Store
 	maxLen int
-	cache  *cache // nil: off
+	now    func() time.Time // expiry clock
+	cache  *cache           // nil: off
 	state  channelState
 }
 
@@ -44,11 +51,14 @@ type Authenticator struct {
 // lru's expirable LRU, which cannot stop them) for the life of the process: make
 // one Authenticator per store, at start-up.
 func NewAuthenticator(s Store, cfg Config) *Authenticator {
-	a := &Authenticator{store: s, maxLen: cfg.MaxKeyLength}
+	a := &Authenticator{store: s, maxLen: cfg.MaxKeyLength, now: cfg.Now}
 	if a.maxLen <= 0 {
 		a.maxLen = defaultMaxKeyLength
 	}
-	a.cache = newCache(cfg.Cache, &a.state)
+	if a.now == nil {
+		a.now = time.Now
+	}
+	a.cache = newCache(cfg.Cache, &a.state, a.now)
 	if ch, ok := s.(Changes); ok && a.cache != nil {
 		ch.Watch(func(hashes []string) { a.Forget(hashes...) })
 	}
@@ -58,8 +68,9 @@ func NewAuthenticator(s Store, cfg Config) *Authenticator {
 // Authenticate returns the principal of the raw key, as a request header carried
 // it; surrounding whitespace is trimmed. It returns ErrMissing for an empty value;
 // ErrInvalid, without a store lookup, for a key that is too long or holds anything
-// but printable ASCII, and after the lookup for an unknown key or a revoked one
-// (then the error also matches ErrRevoked); otherwise the store's error, wrapped
+// but printable ASCII, and after the lookup for an unknown key, a revoked one or
+// an expiring one from its ExpiresAt on by Config.Now (then the error also
+// matches ErrRevoked); otherwise the store's error, wrapped
 // (a failed dependency), which is never cached. No error holds the raw key. The
 // principal's QuotaID is the key's, or its ID for a store that reports none.
 //
@@ -86,7 +97,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, raw string) (Principal
 	} else {
 		a.state.misses.Add(1)
 		a.state.lookups.Add(1)
-		e, err = lookup(ctx, a.store, Hash(raw))
+		e, err = lookup(ctx, a.store, Hash(raw), a.now)
 	}
 	if err != nil {
 		return Principal{}, fmt.Errorf("apikey: authenticate: %w", err)
@@ -111,22 +122,23 @@ func digest(raw string) [sha256.Size]byte {
 }
 
 // lookup asks s for the key of hash and returns it as an entry (not yet timed);
-// an error is the store's, other than ErrNotFound.
-func lookup(ctx context.Context, s Store, hash string) (entry, error) {
+// an error is the store's, other than ErrNotFound. An expiring key that has
+// expired by now (read after the store answered) is revoked.
+func lookup(ctx context.Context, s Store, hash string, now func() time.Time) (entry, error) {
 	k, err := s.ByHash(ctx, hash)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return entry{kind: unknown}, nil
 	case err != nil:
 		return entry{}, err
-	case !k.Active():
+	case !k.Active() || !k.ExpiresAt.IsZero() && k.Expired(now()):
 		return entry{kind: revoked}, nil
 	}
 	quota := k.QuotaID
 	if quota == "" {
 		quota = k.ID
 	}
-	return entry{kind: known, p: Principal{KeyID: k.ID, UserID: k.UserID, Hash: k.Hash, Plan: k.Plan, QuotaID: quota}}, nil
+	return entry{kind: known, p: Principal{KeyID: k.ID, UserID: k.UserID, Hash: k.Hash, Plan: k.Plan, QuotaID: quota, ExpiresAt: k.ExpiresAt}}, nil
 }
 
 // printableASCII reports whether s holds only visible ASCII characters, the only

@@ -50,7 +50,7 @@ func newFixture(t testing.TB, s apikey.Store) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Rotate(ctx, "u-rot", &next, now); err != nil {
+	if _, err := s.Rotate(ctx, "u-rot", &next, now, 0); err != nil {
 		t.Fatal(err)
 	}
 	f.rotated, f.rotatedKey = raw, next

@@ -27,7 +27,10 @@ const (
 // store is asked again by the next request. A revoked key is refused from the
 // cache as it would be by the store; a key is never cached as valid after the
 // store reported it revoked, and a key revoked later is forgotten when its store
-// says so (Changes, Forget) or, at the latest, when its entry ages out.
+// says so (Changes, Forget) or, at the latest, when its entry ages out. The entry
+// of an expiring key is served only before its ExpiresAt, by the
+// Authenticator's clock (Config.Now), whatever its age: from then on the key is
+// looked up again, and refused.
 //
 // How long an entry is served depends on the change channel, the means by which
 // the Authenticator learns of changes made by other processes (see SetChannel):
@@ -109,6 +112,7 @@ type cache struct {
 	known, unknown        *expirable.LRU[[32]byte, entry]
 	ttl, negTTL, fallback time.Duration
 	now                   func() time.Time
+	expiry                func() time.Time // the Authenticator's clock, for ExpiresAt
 	// gen is bumped by every Forget: a lookup that began before it does not
 	// cache what it read, which may predate the change. It changes under mu.
 	gen atomic.Uint64
@@ -129,7 +133,7 @@ type flight struct {
 // errLookupPanicked is what a lookup's followers get when the store panicked.
 var errLookupPanicked = errors.New("apikey: the store panicked during a lookup")
 
-func newCache(cfg CacheConfig, st *channelState) *cache {
+func newCache(cfg CacheConfig, st *channelState, expiry func() time.Time) *cache {
 	if cfg.Size < 0 {
 		return nil
 	}
@@ -148,6 +152,7 @@ func newCache(cfg CacheConfig, st *channelState) *cache {
 		negTTL:   orDefault(cfg.NegativeTTL, DefaultNegativeTTL),
 		fallback: orDefault(cfg.FallbackTTL, DefaultFallbackTTL),
 		now:      cfg.Now,
+		expiry:   expiry,
 		flights:  make(map[[32]byte]*flight),
 	}
 	if c.now == nil {
@@ -164,8 +169,12 @@ func newCache(cfg CacheConfig, st *channelState) *cache {
 	return c
 }
 
-// fresh reports whether e may be served now.
+// fresh reports whether e may be served now. An expiring key's entry is not,
+// from its ExpiresAt on.
 func (c *cache) fresh(e entry) bool {
+	if exp := e.p.ExpiresAt; !exp.IsZero() && !c.expiry().Before(exp) {
+		return false
+	}
 	ttl := c.ttl
 	if e.kind == unknown {
 		ttl = c.negTTL
@@ -233,7 +242,7 @@ func (c *cache) fill(ctx context.Context, s Store, sum [32]byte) (entry, error) 
 func (c *cache) load(ctx context.Context, s Store, sum [32]byte, gen uint64) (entry, error) {
 	state, at := c.st.v.Load(), c.now()
 	c.st.lookups.Add(1)
-	e, err := lookup(ctx, s, hex.EncodeToString(sum[:]))
+	e, err := lookup(ctx, s, hex.EncodeToString(sum[:]), c.expiry)
 	if err != nil {
 		return entry{}, err
 	}

@@ -199,7 +199,7 @@ func TestCacheForgetsWhatTheStoreAnnounces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ms.Rotate(ctx, "u-rot", &next, now); err != nil {
+	if _, err := ms.Rotate(ctx, "u-rot", &next, now, 0); err != nil {
 		t.Fatal(err)
 	}
 	mustRefuse(t, a, f.rotated, apikey.ErrRevoked)

@@ -165,3 +165,38 @@ func ExampleCacheConfig() {
 	// hits 2, negative hits 1, misses 2, lookups 2, entries 2
 	// apikey: invalid or revoked API key: apikey: key revoked
 }
+
+// A rotation with a grace period keeps the old key working beside its successor,
+// both on one quota, until its ExpiresAt; from then on the Authenticator refuses
+// it, also from its cache, without anyone writing the store at that moment.
+func ExampleKey_Expiring() {
+	ctx := context.Background()
+	s := memstore.New()
+	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	clock := t0
+	auth := apikey.NewAuthenticator(s, apikey.Config{Now: func() time.Time { return clock }})
+
+	oldRaw, k, _ := apikey.New("acme_", "user_42", "gold", t0)
+	if err := s.Create(ctx, &k); err != nil {
+		panic(err)
+	}
+	newRaw, next, _ := apikey.New("acme_", "", "", t0)
+	old, err := s.Rotate(ctx, "user_42", &next, t0, time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(old.Status, old.Expiring(), old.StatusAt(clock), old.ExpiresAt)
+	fmt.Println(next.QuotaID == old.QuotaID) // one quota for both
+
+	for _, at := range []time.Duration{59 * time.Minute, time.Hour} {
+		clock = t0.Add(at)
+		_, errOld := auth.Authenticate(ctx, oldRaw)
+		_, errNew := auth.Authenticate(ctx, newRaw)
+		fmt.Println(at, errOld, errNew)
+	}
+	// Output:
+	// active true expiring 2026-11-27 10:00:00 +0000 UTC
+	// true
+	// 59m0s <nil> <nil>
+	// 1h0m0s apikey: invalid or revoked API key: apikey: key revoked <nil>
+}

@@ -29,6 +29,13 @@
 // checkout paid by a delayed method (a bank debit) grants once its subscription is
 // active, whichever of Stripe's events arrives first.
 //
+// A change from one paid plan to another may keep the old key working for
+// Config.RotateGrace beside the new one (KeyIssuer.Issue's grace): it runs on the
+// new plan and spends the new key's quota meanwhile, so that the customer can
+// deploy the new key without downtime and without a second allowance. Losing the
+// paid plan (a cancellation, a failed payment) revokes every key at once,
+// expiring ones included.
+//
 // An event ID takes effect at most once: it is recorded in the same transaction as
 // the state it changes. Store.Update hands its function a context that carries the
 // transaction, and the Service calls the KeyIssuer with it, so on a SQL database

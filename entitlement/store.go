@@ -169,10 +169,16 @@ type Tx interface {
 // Implementations are safe for concurrent use. A server implements it over its
 // key and quota stores, issuing each key with its quota in one step.
 type KeyIssuer interface {
-	// Issue revokes the user's active keys (reason) and issues one active key on plan
-	// with a quota of limit monthly calls; it returns the raw key, shown once.
+	// Issue issues one active key on plan with a quota of limit monthly calls in
+	// place of the user's active keys, and returns the raw key, shown once. With
+	// grace 0 it revokes those keys (reason); with grace > 0 it lets them work
+	// until grace from now (apikey.Store.Retire), on plan and the new key's quota,
+	// so that both keys spend one allowance. The Service passes
+	// Config.RotateGrace for a change from one paid plan to another, and 0
+	// otherwise.
 	Issue(ctx context.Context, userID, plan string, limit int64, reason string, grace time.Duration) (raw string, k apikey.Key, err error)
-	// RevokeUser revokes every active key of the user and returns how many.
+	// RevokeUser revokes every active key of the user, expiring ones included,
+	// and returns how many.
 	RevokeUser(ctx context.Context, userID, reason string) (int, error)
 	// Key returns the key with that ID (apikey.ErrNotFound).
 	Key(ctx context.Context, id string) (apikey.Key, error)

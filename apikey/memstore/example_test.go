@@ -30,7 +30,7 @@ func Example() {
 
 	// Rotation keeps the plan and the quota: the successor spends the old key's.
 	_, next, _ := apikey.New("acme_", "", "", now)
-	old, _ := s.Rotate(ctx, "user_42", &next, now.Add(time.Hour))
+	old, _ := s.Rotate(ctx, "user_42", &next, now.Add(time.Hour), 0)
 	fmt.Println(old.Status, old.RevokeReason, next.Status, next.Plan, next.QuotaID == k.ID)
 
 	// RevokeUser returns what it revoked, for the caller's caches.

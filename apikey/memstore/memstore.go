@@ -35,7 +35,10 @@ type Store struct {
 	mu     sync.RWMutex
 	byID   map[string]*apikey.Key
 	byHash map[string]*apikey.Key
-	active map[string]*apikey.Key // user ID → that user's active key
+	// current maps a user ID to that user's active key that is not expiring,
+	// expiring to the user's expiring keys (active, with an ExpiresAt).
+	current  map[string]*apikey.Key
+	expiring map[string]map[*apikey.Key]struct{}
 	// watchers are called after a change, outside mu, so that they may call
 	// the store.
 	watchers watch.List
@@ -44,9 +47,10 @@ type Store struct {
 // New returns an empty store, ready for use.
 func New() *Store {
 	return &Store{
-		byID:   make(map[string]*apikey.Key),
-		byHash: make(map[string]*apikey.Key),
-		active: make(map[string]*apikey.Key),
+		byID:     make(map[string]*apikey.Key),
+		byHash:   make(map[string]*apikey.Key),
+		current:  make(map[string]*apikey.Key),
+		expiring: make(map[string]map[*apikey.Key]struct{}),
 	}
 }
 
@@ -66,7 +70,7 @@ func (s *Store) Create(ctx context.Context, k *apikey.Key) error {
 
 // create stores k; s.mu is held for writing.
 func (s *Store) create(k *apikey.Key) error {
-	if k.Active() && s.active[k.UserID] != nil {
+	if k.Active() && !k.Expiring() && s.current[k.UserID] != nil {
 		return apikey.ErrActiveExists
 	}
 	return s.insert(*k)
@@ -83,10 +87,38 @@ func (s *Store) insert(k apikey.Key) error {
 	p := &k
 	s.byID[k.ID] = p
 	s.byHash[k.Hash] = p
-	if k.Active() {
-		s.active[k.UserID] = p
-	}
+	s.index(p)
 	return nil
+}
+
+// index files the active key k under its user, as current or expiring; s.mu is
+// held for writing.
+func (s *Store) index(k *apikey.Key) {
+	switch {
+	case !k.Active():
+	case k.Expiring():
+		m := s.expiring[k.UserID]
+		if m == nil {
+			m = make(map[*apikey.Key]struct{})
+			s.expiring[k.UserID] = m
+		}
+		m[k] = struct{}{}
+	default:
+		s.current[k.UserID] = k
+	}
+}
+
+// unindex removes k from the user's active keys; s.mu is held for writing.
+func (s *Store) unindex(k *apikey.Key) {
+	if s.current[k.UserID] == k {
+		delete(s.current, k.UserID)
+	}
+	if m := s.expiring[k.UserID]; m != nil {
+		delete(m, k)
+		if len(m) == 0 {
+			delete(s.expiring, k.UserID)
+		}
+	}
 }
 
 // ByHash implements apikey.Store.
@@ -120,12 +152,7 @@ func (s *Store) ListByUser(ctx context.Context, userID string) ([]apikey.Key, er
 		}
 	}
 	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.After(out[j].CreatedAt)
-		}
-		return out[i].ID > out[j].ID
-	})
+	newestFirst(out)
 	return out, nil
 }
 
@@ -152,28 +179,79 @@ func (s *Store) revoke(k *apikey.Key, reason string, now time.Time) bool {
 	if !k.Active() {
 		return false
 	}
+	s.unindex(k)
 	k.Status = apikey.StatusRevoked
 	k.RevokedAt = keyprep.T(now)
 	k.RevokeReason = reason
-	if s.active[k.UserID] == k {
-		delete(s.active, k.UserID)
-	}
 	return true
 }
 
-// RevokeUser implements apikey.Store.
+// RevokeUser implements apikey.Store: it revokes the user's current key and
+// every expiring one.
 func (s *Store) RevokeUser(ctx context.Context, userID, reason string, now time.Time) ([]apikey.Key, error) {
 	s.mu.Lock()
-	k := s.active[userID]
+	var active []*apikey.Key
+	if k := s.current[userID]; k != nil {
+		active = append(active, k)
+	}
+	for k := range s.expiring[userID] {
+		active = append(active, k)
+	}
+	out := make([]apikey.Key, 0, len(active))
+	for _, k := range active {
+		s.revoke(k, reason, now)
+		out = append(out, *k)
+	}
+	s.mu.Unlock()
+	if len(out) == 0 {
+		return out, nil
+	}
+	newestFirst(out)
+	hashes := make([]string, len(out))
+	for i, k := range out {
+		hashes[i] = k.Hash
+	}
+	s.watchers.Notify(hashes)
+	return out, nil
+}
+
+// newestFirst sorts keys as ListByUser returns them.
+func newestFirst(keys []apikey.Key) {
+	sort.Slice(keys, func(i, j int) bool {
+		if !keys[i].CreatedAt.Equal(keys[j].CreatedAt) {
+			return keys[i].CreatedAt.After(keys[j].CreatedAt)
+		}
+		return keys[i].ID > keys[j].ID
+	})
+}
+
+// Retire implements apikey.Store.
+func (s *Store) Retire(ctx context.Context, id, plan, quotaID string, expiresAt time.Time) error {
+	if err := keyprep.CheckRetire(quotaID, expiresAt); err != nil {
+		return fmt.Errorf("apikey/memstore: %w", err)
+	}
+	s.mu.Lock()
+	k := s.byID[id]
 	if k == nil {
 		s.mu.Unlock()
-		return []apikey.Key{}, nil
+		return apikey.ErrNotFound
 	}
-	s.revoke(k, reason, now)
-	out := []apikey.Key{*k}
+	if !k.Active() {
+		s.mu.Unlock()
+		return nil
+	}
+	retired, changed := keyprep.Retired(*k, plan, quotaID, expiresAt)
+	if changed {
+		s.unindex(k)
+		*k = retired
+		s.index(k)
+	}
+	hash := k.Hash
 	s.mu.Unlock()
-	s.watchers.Notify([]string{out[0].Hash})
-	return out, nil
+	if changed {
+		s.watchers.Notify([]string{hash})
+	}
+	return nil
 }
 
 // Touch implements apikey.Store.
@@ -190,14 +268,14 @@ func (s *Store) Touch(ctx context.Context, used map[string]time.Time) error {
 
 // Rotate implements apikey.Store. The successor keeps the old key's plan and
 // QuotaID, so it spends the same quota. Rotations for one user run one after
-// another under the store's lock: concurrent calls all succeed, each revoking the
+// another under the store's lock: concurrent calls all succeed, each replacing the
 // key the previous one created.
-func (s *Store) Rotate(ctx context.Context, userID string, next *apikey.Key, now time.Time) (apikey.Key, error) {
-	if err := keyprep.CheckNext(next, now); err != nil {
+func (s *Store) Rotate(ctx context.Context, userID string, next *apikey.Key, now time.Time, grace time.Duration) (apikey.Key, error) {
+	if err := keyprep.CheckNext(next, now, grace); err != nil {
 		return apikey.Key{}, fmt.Errorf("apikey/memstore: rotate: %w", err)
 	}
 	s.mu.Lock()
-	old, err := s.rotate(userID, next, now)
+	old, err := s.rotate(userID, next, now, grace)
 	s.mu.Unlock()
 	if err != nil {
 		return apikey.Key{}, err
@@ -207,8 +285,8 @@ func (s *Store) Rotate(ctx context.Context, userID string, next *apikey.Key, now
 }
 
 // rotate does Rotate's work; s.mu is held for writing.
-func (s *Store) rotate(userID string, next *apikey.Key, now time.Time) (apikey.Key, error) {
-	cur := s.active[userID]
+func (s *Store) rotate(userID string, next *apikey.Key, now time.Time, grace time.Duration) (apikey.Key, error) {
+	cur := s.current[userID]
 	if cur == nil {
 		return apikey.Key{}, apikey.ErrNoActiveKey
 	}
@@ -216,7 +294,13 @@ func (s *Store) rotate(userID string, next *apikey.Key, now time.Time) (apikey.K
 	if s.byID[next.ID] != nil || s.byHash[next.Hash] != nil {
 		return apikey.Key{}, errDuplicate
 	}
-	s.revoke(cur, keyprep.RotateReason, now)
+	if grace > 0 {
+		s.unindex(cur)
+		cur.ExpiresAt = keyprep.Expiry(now, grace)
+		s.index(cur)
+	} else {
+		s.revoke(cur, keyprep.RotateReason, now)
+	}
 	if err := s.insert(*next); err != nil {
 		return apikey.Key{}, err // unreachable: checked above, under the same lock
 	}

@@ -100,7 +100,7 @@ func TestBootstrapUpgradesLegacyTable(t *testing.T) {
 		}
 		// ... and legacy keys rotate like any other, their quota going with them.
 		_, next, _ := apikey.New("", "", "", now)
-		old, err := s.Rotate(ctx, "bob", &next, now)
+		old, err := s.Rotate(ctx, "bob", &next, now, 0)
 		if err != nil || old.ID != "legacy3" || next.Plan != "silver" || next.QuotaID != "legacy3" {
 			t.Errorf("Rotate(bob) = %+v, %v; successor %+v", old, err, next)
 		}
@@ -173,7 +173,7 @@ func TestSharedTableQuotaColumnsUntouched(t *testing.T) {
 		alice, bob := read("k_alice"), read("k_bob")
 
 		_, next, _ := apikey.New("", "", "", now)
-		if _, err := s.Rotate(ctx, "alice", &next, now); err != nil {
+		if _, err := s.Rotate(ctx, "alice", &next, now, 0); err != nil {
 			t.Fatal(err)
 		}
 		if next.QuotaID != "k_alice" {
@@ -223,7 +223,7 @@ func TestRowWithoutQuotaID(t *testing.T) {
 			t.Errorf("Authenticate = %+v, %v; want quota k_old", p, err)
 		}
 		_, next, _ := apikey.New("", "", "", now)
-		old, err := s.Rotate(ctx, "alice", &next, now)
+		old, err := s.Rotate(ctx, "alice", &next, now, 0)
 		if err != nil || old.QuotaID != "k_old" || next.QuotaID != "k_old" {
 			t.Errorf("Rotate = %+v, %v; successor quota %q; want k_old for both", old, err, next.QuotaID)
 		}
@@ -268,7 +268,7 @@ func TestIndexes(t *testing.T) {
 					t.Fatal(err)
 				}
 				def := indexDef(t, db, "api_keys_one_active")
-				for _, want := range []string{"UNIQUE", "(user_id)", "WHERE", "status", "'active'"} {
+				for _, want := range []string{"UNIQUE", "(user_id)", "WHERE", "status", "'active'", "expires_at IS NULL"} {
 					if !strings.Contains(def, want) {
 						t.Errorf("index api_keys_one_active %q lacks %q", def, want)
 					}
@@ -388,7 +388,7 @@ func TestDatabaseHoldsNoRawKey(t *testing.T) {
 			raws, hashes = append(raws, raw), append(hashes, k.Hash)
 		}
 		raw, next, _ := apikey.New(prefix, "", "", now)
-		if _, err := s.Rotate(ctx, "user0", &next, now); err != nil {
+		if _, err := s.Rotate(ctx, "user0", &next, now, 0); err != nil {
 			t.Fatal(err)
 		}
 		raws, hashes = append(raws, raw), append(hashes, next.Hash)
@@ -481,7 +481,7 @@ func TestAtomic(t *testing.T) {
 						return fmt.Errorf("Create in tx: %w", err)
 					}
 					_, next, _ = apikey.New("", "", "", now)
-					if old, err := s.Rotate(ctx, "alice", &next, now); err != nil || old.ID != issued.ID {
+					if old, err := s.Rotate(ctx, "alice", &next, now, 0); err != nil || old.ID != issued.ID {
 						return fmt.Errorf("Rotate in tx = %+v, %v", old, err)
 					}
 					// Inside the transaction its writes are visible ...

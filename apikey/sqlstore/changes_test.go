@@ -100,7 +100,7 @@ func TestWatchersWaitForCommit(t *testing.T) {
 		err = s.Atomic(ctx, func(ctx context.Context) error {
 			raw, hash, _ := apikey.Generate("")
 			next = apikey.Key{Hash: hash, Last4: raw[len(raw)-4:]}
-			if _, err := s.Rotate(ctx, "u1", &next, now); err != nil {
+			if _, err := s.Rotate(ctx, "u1", &next, now, 0); err != nil {
 				return err
 			}
 			var err error
@@ -196,7 +196,7 @@ func TestNotify(t *testing.T) {
 	}
 	raw, hash, _ := apikey.Generate("")
 	successor := apikey.Key{Hash: hash, Last4: raw[len(raw)-4:]}
-	if _, err := s.Rotate(ctx, "u1", &successor, now); err != nil {
+	if _, err := s.Rotate(ctx, "u1", &successor, now, 0); err != nil {
 		t.Fatal(err)
 	}
 	// The rolled-back transaction's notifications (k1, k2) never come: the next

@@ -11,11 +11,27 @@
 // # Table
 //
 // The store owns these columns of api_keys: id, user_id, key_hash, key_prefix,
-// key_last4, plan, status, quota_id, created_at, last_used_at, revoked_at and
-// revoke_reason. It neither reads nor writes any other column, so the table can
-// also hold a quota's counters (quota/sqlstore adds and keeps its own columns on
-// the same rows); its inserts leave other columns to their defaults. Bootstrap
-// creates or completes the table, in either order with quota/sqlstore's.
+// key_last4, plan, status, quota_id, created_at, last_used_at, revoked_at,
+// revoke_reason and expires_at. It neither reads nor writes any other column, so
+// the table can also hold a quota's counters (quota/sqlstore adds and keeps its
+// own columns on the same rows); its inserts leave other columns to their
+// defaults. Bootstrap creates or completes the table, in either order with
+// quota/sqlstore's.
+//
+// The partial unique index api_keys_one_active keeps at most one key per user
+// that is active and not expiring (WHERE status = 'active' AND expires_at IS
+// NULL); expiring keys (active, with an expires_at) sit beside it. A table from
+// before expiring keys has that index without "expires_at IS NULL": Bootstrap
+// adds the column and replaces the index under the same name, in its one
+// transaction under the schema lock, so that there is no moment without the
+// constraint and replicas bootstrapping together migrate once. On PostgreSQL
+// that transaction holds an exclusive lock on api_keys (from adding the column)
+// while the new index is built, a one-time pause of the key lookups of the
+// size of a scan of the table; later Bootstraps find the index as it should be
+// and leave it alone. Binaries from before expiring keys keep working on the
+// migrated table (the new index is the weaker one), but do not know expires_at:
+// they would let an expiring key in after its expiry. Roll them all forward
+// before rotating with a grace period.
 //
 // # Transactions
 //
@@ -30,10 +46,11 @@
 //
 // The store implements apikey.Changes: after a change commits (at once outside a
 // transaction, after Atomic's commit inside one, never when it rolls back) it
-// calls this process's watchers with the hashes of the keys it created or
-// revoked. On PostgreSQL the statement that makes the change also runs
-// pg_notify(Config.Channel, hash) for each of them, in the same transaction, so
-// that other processes learn of it exactly when it commits: apikey/pqnotify
+// calls this process's watchers with the hashes of the keys it created, revoked
+// or retired (Rotate with a grace period, Retire). On PostgreSQL the statement
+// that makes the change also runs pg_notify(Config.Channel, hash) for each of
+// them, in the same transaction, so that other processes learn of it exactly
+// when it commits: apikey/pqnotify
 // listens and hands the hashes to an Authenticator's Forget. The payload is the
 // key's hash, which is what the database holds anyway. SQLite has no such
 // channel: a process that shares the file (an admin command) changes keys
@@ -139,9 +156,10 @@ var planName = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 // Bootstrap creates the api_keys table and its indexes if they are missing, adds
 // the store's columns to a table that lacks them (existing rows get the columns'
 // defaults; plan gets Config.DefaultPlan), makes key_hash unique if the table does
-// not say so yet, and sets quota_id to the row's id where it is empty, so that an
-// upgraded key keeps spending the quota it always spent (its own row). It is
-// idempotent and safe to run from several processes at once.
+// not say so yet, replaces an api_keys_one_active index from before expiring keys
+// (see the package doc), and sets quota_id to the row's id where it is empty, so
+// that an upgraded key keeps spending the quota it always spent (its own row). It
+// is idempotent and safe to run from several processes at once.
 func (s *Store) Bootstrap(ctx context.Context) error {
 	if p := s.cfg.DefaultPlan; p != "" && !planName.MatchString(p) {
 		return fmt.Errorf("apikey/sqlstore: bootstrap: default plan %q is not a plan name ([A-Za-z0-9_.-]+)", p)
@@ -177,6 +195,9 @@ func (s *Store) Bootstrap(ctx context.Context) error {
 				return fmt.Errorf("key_hash index: %w", err)
 			}
 		}
+		if err := s.oneActiveIndex(ctx, q); err != nil {
+			return err
+		}
 		if _, err := q.ExecContext(ctx, `UPDATE api_keys SET quota_id = id WHERE quota_id = ''`); err != nil {
 			return fmt.Errorf("backfill quota_id: %w", err)
 		}
@@ -188,8 +209,47 @@ func (s *Store) Bootstrap(ctx context.Context) error {
 	return nil
 }
 
+// oneActive is the index that keeps at most one key per user that is active and
+// not expiring.
+const (
+	oneActiveName = "api_keys_one_active"
+	oneActive     = `CREATE UNIQUE INDEX ` + oneActiveName + ` ON api_keys (user_id) WHERE status = 'active' AND expires_at IS NULL`
+)
+
+// oneActiveIndex creates api_keys_one_active if it is missing, and replaces it
+// if it predates expiring keys (its predicate does not name expires_at), in the
+// transaction ctx carries, under the schema lock Bootstrap holds: a concurrent
+// Bootstrap waits, then finds the index done. The drop and the create commit
+// together, so the table is never without the constraint; the new predicate is
+// weaker than the old, so the rows that satisfied one satisfy the other.
+func (s *Store) oneActiveIndex(ctx context.Context, q sqldb.Querier) error {
+	def := `SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'api_keys' AND name = '` + oneActiveName + `'`
+	if sqldb.IsPostgres(s.db) {
+		def = `SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+			JOIN pg_class c ON c.oid = i.indexrelid
+			WHERE i.indrelid = 'api_keys'::regclass AND c.relname = '` + oneActiveName + `'`
+	}
+	var defs []string
+	if err := q.SelectContext(ctx, &defs, def); err != nil {
+		return fmt.Errorf("%s: %w", oneActiveName, err)
+	}
+	switch {
+	case len(defs) > 0 && strings.Contains(strings.ToLower(defs[0]), "expires_at"):
+		return nil // as it should be
+	case len(defs) > 0:
+		if _, err := q.ExecContext(ctx, `DROP INDEX `+oneActiveName); err != nil {
+			return fmt.Errorf("replace %s: %w", oneActiveName, err)
+		}
+	}
+	if _, err := q.ExecContext(ctx, oneActive); err != nil {
+		return fmt.Errorf("create %s: %w", oneActiveName, err)
+	}
+	return nil
+}
+
 // table is the api_keys table as the store needs it, its plan column defaulting
-// to plan (checked by Bootstrap: it is written into the statements).
+// to plan (checked by Bootstrap: it is written into the statements). Its index
+// api_keys_one_active is Bootstrap's to create (oneActiveIndex).
 func table(plan string) sqldb.Table {
 	planDef := "TEXT NOT NULL DEFAULT '" + plan + "'"
 	return sqldb.Table{
@@ -206,7 +266,8 @@ func table(plan string) sqldb.Table {
 	created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
 	last_used_at TIMESTAMP NULL,
 	revoked_at TIMESTAMP NULL,
-	revoke_reason TEXT NOT NULL DEFAULT ''
+	revoke_reason TEXT NOT NULL DEFAULT '',
+	expires_at TIMESTAMP NULL
 )`,
 		// Every column but id, for a table from before a column existed or one
 		// that quota/sqlstore created with its own columns only. NOT NULL columns
@@ -228,9 +289,9 @@ func table(plan string) sqldb.Table {
 			{Name: "last_used_at", Def: "TIMESTAMP NULL"},
 			{Name: "revoked_at", Def: "TIMESTAMP NULL"},
 			{Name: "revoke_reason", Def: "TEXT NOT NULL DEFAULT ''"},
+			{Name: "expires_at", Def: "TIMESTAMP NULL"},
 		},
 		Indexes: []string{
-			`CREATE UNIQUE INDEX IF NOT EXISTS api_keys_one_active ON api_keys (user_id) WHERE status = 'active'`,
 			`CREATE INDEX IF NOT EXISTS api_keys_user ON api_keys (user_id)`,
 		},
 	}
@@ -245,7 +306,7 @@ var errContention = errors.New("apikey/sqlstore: rotate: too many concurrent rot
 
 // columns lists the api_keys columns the store owns, in the order of row's fields.
 const columns = `id, user_id, key_hash, key_prefix, key_last4, plan, status, quota_id,
-	created_at, last_used_at, revoked_at, revoke_reason`
+	created_at, last_used_at, revoked_at, revoke_reason, expires_at`
 
 // row is an api_keys row as both databases return it.
 type row struct {
@@ -261,6 +322,7 @@ type row struct {
 	LastUsedAt   sqldb.Time `db:"last_used_at"`
 	RevokedAt    sqldb.Time `db:"revoked_at"`
 	RevokeReason string     `db:"revoke_reason"`
+	ExpiresAt    sqldb.Time `db:"expires_at"`
 }
 
 // key returns r as a Key. A row with no quota_id (written by a version before
@@ -283,27 +345,48 @@ func (r row) key() apikey.Key {
 		LastUsedAt:   r.LastUsedAt.Time,
 		RevokedAt:    r.RevokedAt.Time,
 		RevokeReason: r.RevokeReason,
+		ExpiresAt:    r.ExpiresAt.Time,
 	}
 }
 
 // queries are the store's statements, rebound once for the database's placeholders.
-// On PostgreSQL the writes that change a key (insert, revoke, revokeUser) take
-// the notification channel as their last argument and notify it of each row's
-// hash in the same statement, so that the notification commits with the change
-// even outside a transaction.
+// On PostgreSQL the writes that change a key (insert, revoke, revokeUser,
+// rotateRevoke, rotateRetire, retire) take the notification channel as their
+// last argument and notify it of each row's hash in the same statement, so that
+// the notification commits with the change even outside a transaction.
 type queries struct {
 	insert, byHash, byID, listByUser, exists string
-	revoke, revokeUser, nActive, touch       string
-	notifies                                 bool
+	revoke, revokeUser, touch                string
+	// rotateRevoke and rotateRetire revoke or retire the user's current key
+	// (active, not expiring); nCurrent counts those.
+	rotateRevoke, rotateRetire, nCurrent string
+	retire                               string
+	notifies                             bool
 }
+
+// current is the condition on a user's row that makes it the user's current
+// key: active and not expiring (the rows api_keys_one_active covers).
+const current = `user_id = ? AND status = 'active' AND expires_at IS NULL`
 
 func newQueries(db *sqlx.DB) queries {
 	insert := `INSERT INTO api_keys (` + columns + `)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	revoke := `UPDATE api_keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?
 			WHERE id = ? AND status = 'active' RETURNING key_hash`
 	revokeUser := `UPDATE api_keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?
 			WHERE user_id = ? AND status = 'active' RETURNING ` + columns
+	rotateRevoke := `UPDATE api_keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?
+			WHERE ` + current + ` RETURNING ` + columns
+	rotateRetire := `UPDATE api_keys SET expires_at = ?
+			WHERE ` + current + ` RETURNING ` + columns
+	// Only a row that the call changes: a Retire that changes nothing
+	// announces nothing. The expiry is never moved later (timestamps compare
+	// as such on PostgreSQL, and as text of one fixed UTC layout on SQLite).
+	retire := `UPDATE api_keys SET plan = ?, quota_id = ?,
+				expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= ? THEN expires_at ELSE ? END
+			WHERE id = ? AND status = 'active'
+				AND (plan <> ? OR quota_id <> ? OR expires_at IS NULL OR expires_at > ?)
+			RETURNING key_hash`
 	pg := sqldb.IsPostgres(db)
 	if pg {
 		// A function in FROM runs once per row of r; a SELECT that names no
@@ -312,18 +395,28 @@ func newQueries(db *sqlx.DB) queries {
 			SELECT r.key_hash FROM r, pg_notify(?, r.key_hash)`
 		revoke = `WITH r AS (` + revoke + `)
 			SELECT r.key_hash FROM r, pg_notify(?, r.key_hash)`
-		revokeUser = `WITH r AS (` + revokeUser + `)
+		retire = `WITH r AS (` + retire + `)
+			SELECT r.key_hash FROM r, pg_notify(?, r.key_hash)`
+		withColumns := func(q string) string {
+			return `WITH r AS (` + q + `)
 			SELECT ` + prefixed("r.", columns) + ` FROM r, pg_notify(?, r.key_hash)`
+		}
+		revokeUser = withColumns(revokeUser)
+		rotateRevoke = withColumns(rotateRevoke)
+		rotateRetire = withColumns(rotateRetire)
 	}
 	return queries{
-		insert:     db.Rebind(insert),
-		byHash:     db.Rebind(`SELECT ` + columns + ` FROM api_keys WHERE key_hash = ?`),
-		byID:       db.Rebind(`SELECT ` + columns + ` FROM api_keys WHERE id = ?`),
-		listByUser: db.Rebind(`SELECT ` + columns + ` FROM api_keys WHERE user_id = ? ORDER BY created_at DESC, id DESC`),
-		exists:     db.Rebind(`SELECT COUNT(*) FROM api_keys WHERE id = ?`),
-		revoke:     db.Rebind(revoke),
-		revokeUser: db.Rebind(revokeUser),
-		nActive:    db.Rebind(`SELECT COUNT(*) FROM api_keys WHERE user_id = ? AND status = 'active'`),
+		insert:       db.Rebind(insert),
+		byHash:       db.Rebind(`SELECT ` + columns + ` FROM api_keys WHERE key_hash = ?`),
+		byID:         db.Rebind(`SELECT ` + columns + ` FROM api_keys WHERE id = ?`),
+		listByUser:   db.Rebind(`SELECT ` + columns + ` FROM api_keys WHERE user_id = ? ORDER BY created_at DESC, id DESC`),
+		exists:       db.Rebind(`SELECT COUNT(*) FROM api_keys WHERE id = ?`),
+		revoke:       db.Rebind(revoke),
+		revokeUser:   db.Rebind(revokeUser),
+		rotateRevoke: db.Rebind(rotateRevoke),
+		rotateRetire: db.Rebind(rotateRetire),
+		nCurrent:     db.Rebind(`SELECT COUNT(*) FROM api_keys WHERE ` + current),
+		retire:       db.Rebind(retire),
 		touch: db.Rebind(`UPDATE api_keys SET last_used_at = ?
 			WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`),
 		notifies: pg,
@@ -365,7 +458,8 @@ func (s *Store) Create(ctx context.Context, k *apikey.Key) error {
 func (s *Store) insert(ctx context.Context, q sqldb.Querier, k *apikey.Key) error {
 	_, err := q.ExecContext(ctx, s.qs.insert, s.args(
 		k.ID, k.UserID, k.Hash, k.KeyPrefix, k.Last4, k.Plan, string(k.Status), k.QuotaID,
-		sqldb.T(k.CreatedAt), sqldb.T(k.LastUsedAt), sqldb.T(k.RevokedAt), k.RevokeReason)...)
+		sqldb.T(k.CreatedAt), sqldb.T(k.LastUsedAt), sqldb.T(k.RevokedAt), k.RevokeReason,
+		sqldb.T(k.ExpiresAt))...)
 	switch {
 	case err == nil:
 		return nil
@@ -446,24 +540,31 @@ func keys(rows []row) []apikey.Key {
 	return out
 }
 
+// change runs stmt, which returns the hashes of the keys it changed, into
+// hashes. When it changed nothing it tells a key left as it was (nil) from no key
+// of that ID (apikey.ErrNotFound).
+func (s *Store) change(ctx context.Context, q sqldb.Querier, hashes *[]string, id, stmt string, args ...any) error {
+	if err := q.SelectContext(ctx, hashes, stmt, s.args(args...)...); err != nil {
+		return err
+	}
+	if len(*hashes) > 0 {
+		return nil
+	}
+	var n int
+	if err := q.GetContext(ctx, &n, s.qs.exists, id); err != nil {
+		return err
+	}
+	if n == 0 {
+		return apikey.ErrNotFound
+	}
+	return nil
+}
+
 // Revoke implements apikey.Store.
 func (s *Store) Revoke(ctx context.Context, id, reason string, now time.Time) error {
 	var hashes []string
 	err := sqldb.Write(ctx, s.db, func(q sqldb.Querier) error {
-		if err := q.SelectContext(ctx, &hashes, s.qs.revoke, s.args(sqldb.T(now), reason, id)...); err != nil {
-			return err
-		}
-		if len(hashes) > 0 {
-			return nil
-		}
-		var n int
-		if err := q.GetContext(ctx, &n, s.qs.exists, id); err != nil {
-			return err
-		}
-		if n == 0 {
-			return apikey.ErrNotFound
-		}
-		return nil // already revoked
+		return s.change(ctx, q, &hashes, id, s.qs.revoke, sqldb.T(now), reason, id) // nil when already revoked
 	})
 	if err != nil && !errors.Is(err, apikey.ErrNotFound) {
 		return fmt.Errorf("apikey/sqlstore: revoke: %w", err)
@@ -521,27 +622,48 @@ func (s *Store) RevokeUser(ctx context.Context, userID, reason string, now time.
 	return out, nil
 }
 
+// Retire implements apikey.Store, in one statement.
+func (s *Store) Retire(ctx context.Context, id, plan, quotaID string, expiresAt time.Time) error {
+	if err := keyprep.CheckRetire(quotaID, expiresAt); err != nil {
+		return fmt.Errorf("apikey/sqlstore: %w", err)
+	}
+	at := sqldb.T(expiresAt)
+	var hashes []string
+	err := sqldb.Write(ctx, s.db, func(q sqldb.Querier) error {
+		// nil when revoked, or retired so already
+		return s.change(ctx, q, &hashes, id, s.qs.retire, plan, quotaID, at, at, id, plan, quotaID, at)
+	})
+	if err != nil && !errors.Is(err, apikey.ErrNotFound) {
+		return fmt.Errorf("apikey/sqlstore: retire: %w", err)
+	}
+	if err == nil {
+		s.changed(ctx, hashes...)
+	}
+	return err
+}
+
 // Rotate implements apikey.Store: in one transaction (the one ctx carries, or its
-// own) it revokes the user's active key (reason "rotated") and inserts next, which
-// keeps the old key's plan and quota_id. It never touches a quota's counters: the
-// successor spends the same quota because it names the same one.
+// own) it revokes the user's current key (reason "rotated"), or with grace > 0
+// sets its expires_at, and inserts next, which keeps the old key's plan and
+// quota_id. It never touches a quota's counters: the successor spends the same
+// quota because it names the same one.
 //
 // Concurrent rotations for one user run one after another and all succeed, each
-// revoking the key the previous one created, so exactly one key ends up active. On
-// SQLite the write lock orders them. On PostgreSQL (at READ COMMITTED, the
+// replacing the key the previous one created, so exactly one key ends up current.
+// On SQLite the write lock orders them. On PostgreSQL (at READ COMMITTED, the
 // default) a rotation that waited for the row lock finds the key it waited for
-// revoked and its successor invisible to its statement; it then looks again with
-// a fresh statement, up to 64 times, and returns ErrNoActiveKey only when the user
-// really has no active key.
-func (s *Store) Rotate(ctx context.Context, userID string, next *apikey.Key, now time.Time) (apikey.Key, error) {
+// revoked or expiring and its successor invisible to its statement; it then
+// looks again with a fresh statement, up to 64 times, and returns ErrNoActiveKey
+// only when the user really has no current key.
+func (s *Store) Rotate(ctx context.Context, userID string, next *apikey.Key, now time.Time, grace time.Duration) (apikey.Key, error) {
 	// Checked before any statement, so that a caller's transaction stays usable.
-	if err := keyprep.CheckNext(next, now); err != nil {
+	if err := keyprep.CheckNext(next, now, grace); err != nil {
 		return apikey.Key{}, fmt.Errorf("apikey/sqlstore: rotate: %w", err)
 	}
 	var old apikey.Key
 	var inner error
 	err := sqldb.Atomic(ctx, s.db, func(ctx context.Context) error {
-		old, inner = s.rotate(ctx, sqldb.Q(ctx, s.db), userID, next, now)
+		old, inner = s.rotate(ctx, sqldb.Q(ctx, s.db), userID, next, now, grace)
 		if inner == nil {
 			s.changed(ctx, old.Hash, next.Hash)
 		}
@@ -556,10 +678,14 @@ func (s *Store) Rotate(ctx context.Context, userID string, next *apikey.Key, now
 	return apikey.Key{}, fmt.Errorf("apikey/sqlstore: rotate: %w", err) // begin or commit
 }
 
-func (s *Store) rotate(ctx context.Context, q sqldb.Querier, userID string, next *apikey.Key, now time.Time) (apikey.Key, error) {
+func (s *Store) rotate(ctx context.Context, q sqldb.Querier, userID string, next *apikey.Key, now time.Time, grace time.Duration) (apikey.Key, error) {
+	query, args := s.qs.rotateRevoke, s.args(sqldb.T(now), keyprep.RotateReason, userID)
+	if grace > 0 {
+		query, args = s.qs.rotateRetire, s.args(sqldb.T(keyprep.Expiry(now, grace)), userID)
+	}
 	var r row
 	for attempt := 1; ; attempt++ {
-		err := q.GetContext(ctx, &r, s.qs.revokeUser, s.args(sqldb.T(now), keyprep.RotateReason, userID)...)
+		err := q.GetContext(ctx, &r, query, args...)
 		if err == nil {
 			break
 		}
@@ -567,7 +693,7 @@ func (s *Store) rotate(ctx context.Context, q sqldb.Querier, userID string, next
 			return apikey.Key{}, fmt.Errorf("apikey/sqlstore: rotate: %w", err)
 		}
 		var n int
-		if err := q.GetContext(ctx, &n, s.qs.nActive, userID); err != nil {
+		if err := q.GetContext(ctx, &n, s.qs.nCurrent, userID); err != nil {
 			return apikey.Key{}, fmt.Errorf("apikey/sqlstore: rotate: %w", err)
 		}
 		if n == 0 {

@@ -23,8 +23,9 @@ func open(t testing.TB, db *sqlx.DB) *sqlstore.Store {
 
 // tables are the api_keys tables a store may find before its first Bootstrap, by
 // the DDL that made them: none, the original service's, tollgate's before quotas
-// owned their columns (quota columns included), and one quota/sqlstore created
-// with its own columns only.
+// owned their columns (quota columns included), one quota/sqlstore created with
+// its own columns only, and apikey's own from before expiring keys (no
+// expires_at, and the one-active index without it).
 var tables = map[string]string{
 	"fresh": "",
 	"legacy": `CREATE TABLE api_keys (
@@ -41,7 +42,28 @@ var tables = map[string]string{
 		calls_used BIGINT NOT NULL DEFAULT 0,
 		cycle_start TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
 		quota_granted BIGINT NOT NULL DEFAULT 0)`,
+	"before_grace": beforeGraceTable,
 }
+
+// beforeGraceTable is api_keys as apikey/sqlstore created it before expiring
+// keys, with its indexes: api_keys_one_active allows one active key per user,
+// expiring or not.
+const beforeGraceTable = `CREATE TABLE api_keys (
+	id TEXT PRIMARY KEY,
+	user_id TEXT NOT NULL,
+	key_hash TEXT NOT NULL UNIQUE,
+	key_prefix TEXT NOT NULL DEFAULT '',
+	key_last4 TEXT NOT NULL DEFAULT '',
+	plan TEXT NOT NULL DEFAULT '',
+	status TEXT NOT NULL DEFAULT 'active',
+	quota_id TEXT NOT NULL DEFAULT '',
+	created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+	last_used_at TIMESTAMP NULL,
+	revoked_at TIMESTAMP NULL,
+	revoke_reason TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX api_keys_one_active ON api_keys (user_id) WHERE status = 'active';
+CREATE INDEX api_keys_user ON api_keys (user_id)`
 
 // sharedTable is api_keys as tollgate created it while apikey and quota shared
 // one table definition: the quota columns are quota/sqlstore's, not apikey's.

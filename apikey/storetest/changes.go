@@ -15,7 +15,8 @@ import (
 // RunChanges runs the suite of apikey.Changes as subtests of t, on stores from
 // newStore (as Run), which must implement it. It checks what Changes documents
 // for calls made outside a transaction: each change (Create, Revoke, RevokeUser,
-// Rotate) announces the hashes it created or revoked before the call returns;
+// Retire, Rotate with or without grace) announces the hashes it created, revoked
+// or retired before the call returns;
 // calls that change nothing or fail announce nothing; stop ends a watcher; a
 // watcher may call the store and sees the change; concurrent changes are each
 // announced once. Whether a transaction's changes wait for its commit is the SQL
@@ -29,6 +30,9 @@ func RunChanges(t *testing.T, newStore func(t *testing.T) apikey.Store) {
 		{"AnnouncesRevoke", testAnnouncesRevoke},
 		{"AnnouncesRevokeUser", testAnnouncesRevokeUser},
 		{"AnnouncesRotate", testAnnouncesRotate},
+		{"AnnouncesRotateWithGrace", testAnnouncesRotateWithGrace},
+		{"AnnouncesRetire", testAnnouncesRetire},
+		{"AnnouncesRevokeUserOfExpiringKeys", testAnnouncesRevokeUserExpiring},
 		{"NoChangeNoAnnouncement", testNoChangeNoAnnouncement},
 		{"Stop", testStop},
 		{"WatcherMayCallTheStore", testWatcherCallsStore},
@@ -148,7 +152,7 @@ func testAnnouncesRotate(t *testing.T, s apikey.Store, c apikey.Changes) {
 	k := mustCreate(t, s, "u1")
 	r := watch(t, c)
 	n := next(t)
-	old, err := s.Rotate(context.Background(), "u1", &n, t0.Add(time.Hour))
+	old, err := s.Rotate(context.Background(), "u1", &n, t0.Add(time.Hour), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,6 +160,65 @@ func testAnnouncesRotate(t *testing.T, s apikey.Store, c apikey.Changes) {
 		t.Fatalf("Rotate revoked %s, want %s", old.ID, k.ID)
 	}
 	r.expect(t, "Rotate", k.Hash, n.Hash)
+}
+
+func testAnnouncesRotateWithGrace(t *testing.T, s apikey.Store, c apikey.Changes) {
+	k := mustCreate(t, s, "u1")
+	r := watch(t, c)
+	n := next(t)
+	if _, err := s.Rotate(context.Background(), "u1", &n, t0, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// The old key still works, but until when has changed: a cache must
+	// forget it.
+	r.expect(t, "Rotate with grace", k.Hash, n.Hash)
+}
+
+func testAnnouncesRetire(t *testing.T, s apikey.Store, c apikey.Changes) {
+	ctx := context.Background()
+	k := mustCreate(t, s, "u1")
+	r := watch(t, c)
+	if err := s.Retire(ctx, k.ID, "platinum", "q_new", t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, "Retire", k.Hash)
+	// The same again, or a later expiry (which Retire does not take), changes
+	// nothing.
+	for _, at := range []time.Time{t0.Add(time.Hour), t0.Add(2 * time.Hour)} {
+		if err := s.Retire(ctx, k.ID, "platinum", "q_new", at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.expect(t, "Retire that changes nothing")
+	if err := s.Retire(ctx, k.ID, "platinum", "q_new", t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, "Retire to an earlier expiry", k.Hash)
+	if err := s.Revoke(ctx, k.ID, "test", t0); err != nil {
+		t.Fatal(err)
+	}
+	r.take()
+	if err := s.Retire(ctx, k.ID, "gold", "q_other", t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Retire(ctx, "key_nope", "gold", "q_other", t0.Add(time.Minute)); !errors.Is(err, apikey.ErrNotFound) {
+		t.Fatalf("Retire(unknown) = %v", err)
+	}
+	r.expect(t, "Retire of a revoked or unknown key")
+}
+
+func testAnnouncesRevokeUserExpiring(t *testing.T, s apikey.Store, c apikey.Changes) {
+	ctx := context.Background()
+	k := mustCreate(t, s, "u1")
+	n := next(t)
+	if _, err := s.Rotate(ctx, "u1", &n, t0, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	r := watch(t, c)
+	if _, err := s.RevokeUser(ctx, "u1", "test", t0); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, "RevokeUser of a current and an expiring key", k.Hash, n.Hash)
 }
 
 func testNoChangeNoAnnouncement(t *testing.T, s apikey.Store, c apikey.Changes) {
@@ -175,7 +238,7 @@ func testNoChangeNoAnnouncement(t *testing.T, s apikey.Store, c apikey.Changes) 
 		t.Fatal("incomplete key: no error")
 	}
 	n := next(t)
-	if _, err := s.Rotate(ctx, "nobody", &n, t0); !errors.Is(err, apikey.ErrNoActiveKey) {
+	if _, err := s.Rotate(ctx, "nobody", &n, t0, 0); !errors.Is(err, apikey.ErrNoActiveKey) {
 		t.Fatalf("Rotate without a key: %v", err)
 	}
 	if err := s.Touch(ctx, map[string]time.Time{k.ID: t0.Add(time.Minute)}); err != nil {

@@ -12,7 +12,8 @@ import (
 
 // cachedStore is an apikey.Store of one's own: it keeps the keys that ByHash
 // returned, the lookup every request makes, in front of another store, and drops
-// them whenever a key is revoked. Its test file checks it with the suite:
+// them whenever a key is revoked, retired or rotated. Its test file checks it with
+// the suite:
 //
 //	func TestConformance(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) apikey.Store {
@@ -91,14 +92,23 @@ func (c *cachedStore) RevokeUser(ctx context.Context, userID, reason string, now
 	return revoked, nil
 }
 
-func (c *cachedStore) Rotate(ctx context.Context, userID string, next *apikey.Key, now time.Time) (apikey.Key, error) {
-	old, err := c.Store.Rotate(ctx, userID, next, now)
+func (c *cachedStore) Rotate(ctx context.Context, userID string, next *apikey.Key, now time.Time, grace time.Duration) (apikey.Key, error) {
+	old, err := c.Store.Rotate(ctx, userID, next, now, grace)
 	if err != nil {
 		c.drop()
 		return old, err
 	}
-	c.drop(old)
+	c.drop(old) // revoked, or expiring: either way no longer what the cache holds
 	return old, nil
+}
+
+func (c *cachedStore) Retire(ctx context.Context, id, plan, quotaID string, expiresAt time.Time) error {
+	k, err := c.Store.ByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer c.drop(k) // its plan, quota and expiry change
+	return c.Store.Retire(ctx, id, plan, quotaID, expiresAt)
 }
 
 func Example() {

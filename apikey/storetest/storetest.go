@@ -9,8 +9,10 @@
 // The suite checks what apikey.Store documents: lookups, defaults (ID, QuotaID,
 // Status), validation, one active key per user, time normalisation, ordering,
 // revocation and what RevokeUser returns, rotation (plan and quota kept, nothing
-// changed when it fails), and concurrent creation, rotation and reading. No case
-// skips; each runs in parallel on a store of its own.
+// changed when it fails), expiring keys (rotation with a grace period, a second
+// rotation during one, Retire, one current key beside expiring ones, RevokeUser
+// revoking them), and concurrent creation, rotation and reading, with and
+// without grace. No case skips; each runs in parallel on a store of its own.
 //
 // A store that implements apikey.Changes also passes RunChanges:
 //
@@ -68,6 +70,7 @@ func Run(t *testing.T, newStore func(t *testing.T) apikey.Store) {
 		{"ReadersSeeOneActiveKeyDuringRotation", testReadersDuringRotation},
 		{"Touch", testTouch},
 	}
+	tests = append(tests, graceTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -106,7 +109,19 @@ func next(t *testing.T) apikey.Key {
 	return apikey.Key{Hash: hash, KeyPrefix: apikey.DefaultPrefix, Last4: raw[len(raw)-4:]}
 }
 
-// activeKeys returns the user's active keys.
+// currentKeys returns the user's active keys that are not expiring.
+func currentKeys(t *testing.T, s apikey.Store, user string) []apikey.Key {
+	t.Helper()
+	var out []apikey.Key
+	for _, k := range activeKeys(t, s, user) {
+		if !k.Expiring() {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// activeKeys returns the user's active keys, expiring ones included.
 func activeKeys(t *testing.T, s apikey.Store, user string) []apikey.Key {
 	t.Helper()
 	keys, err := s.ListByUser(context.Background(), user)
@@ -458,7 +473,7 @@ func testLookupsSeeRevocation(t *testing.T, s apikey.Store) {
 		t.Fatal(err)
 	}
 	nk := next(t)
-	if _, err := s.Rotate(ctx, "u3", &nk, t0); err != nil {
+	if _, err := s.Rotate(ctx, "u3", &nk, t0, 0); err != nil {
 		t.Fatal(err)
 	}
 	for name, k := range map[string]apikey.Key{"Revoke": byRevoke, "RevokeUser": byUser, "Rotate": byRotate} {
@@ -484,7 +499,7 @@ func testRotate(t *testing.T, s apikey.Store) {
 	at := t0.Add(time.Hour)
 	nk := next(t)
 	nk.Plan, nk.QuotaID, nk.UserID = "free", "q_other", "u9" // the store decides these
-	old, err := s.Rotate(ctx, "u1", &nk, at)
+	old, err := s.Rotate(ctx, "u1", &nk, at, 0)
 	if err != nil {
 		t.Fatalf("Rotate: %v", err)
 	}
@@ -527,7 +542,7 @@ func testRotateChain(t *testing.T, s apikey.Store) {
 	prev := k
 	for i := range 3 {
 		nk := next(t)
-		old, err := s.Rotate(ctx, "u1", &nk, t0.Add(time.Duration(i+1)*time.Minute))
+		old, err := s.Rotate(ctx, "u1", &nk, t0.Add(time.Duration(i+1)*time.Minute), 0)
 		if err != nil {
 			t.Fatalf("Rotate %d: %v", i, err)
 		}
@@ -553,14 +568,14 @@ func testRotateChain(t *testing.T, s apikey.Store) {
 func testRotateWithoutActive(t *testing.T, s apikey.Store) {
 	ctx := context.Background()
 	nk := next(t)
-	if _, err := s.Rotate(ctx, "nobody", &nk, t0); !errors.Is(err, apikey.ErrNoActiveKey) {
+	if _, err := s.Rotate(ctx, "nobody", &nk, t0, 0); !errors.Is(err, apikey.ErrNoActiveKey) {
 		t.Errorf("Rotate(user without keys) = %v, want ErrNoActiveKey", err)
 	}
 	k := mustCreate(t, s, "u1")
 	if err := s.Revoke(ctx, k.ID, "test", t0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Rotate(ctx, "u1", &nk, t0); !errors.Is(err, apikey.ErrNoActiveKey) {
+	if _, err := s.Rotate(ctx, "u1", &nk, t0, 0); !errors.Is(err, apikey.ErrNoActiveKey) {
 		t.Errorf("Rotate(user with only a revoked key) = %v, want ErrNoActiveKey", err)
 	}
 	if _, err := s.ByHash(ctx, nk.Hash); !errors.Is(err, apikey.ErrNotFound) {
@@ -576,7 +591,7 @@ func testRotateFailureChangesNothing(t *testing.T, s apikey.Store) {
 		"no hash":    {KeyPrefix: apikey.DefaultPrefix, Last4: "abcd"},
 		"taken hash": {Hash: taken.Hash, KeyPrefix: apikey.DefaultPrefix, Last4: "abcd"},
 	} {
-		if _, err := s.Rotate(ctx, "u1", &nk, t0.Add(time.Hour)); err == nil {
+		if _, err := s.Rotate(ctx, "u1", &nk, t0.Add(time.Hour), 0); err == nil {
 			t.Errorf("%s: Rotate succeeded", name)
 		}
 		got, err := s.ByID(ctx, k.ID)
@@ -621,7 +636,10 @@ func testConcurrentCreate(t *testing.T, s apikey.Store) {
 	}
 }
 
-func testConcurrentRotate(t *testing.T, s apikey.Store) {
+func testConcurrentRotate(t *testing.T, s apikey.Store) { concurrentRotate(t, s, 0) }
+
+// concurrentRotate rotates one user's key from many goroutines at once, with grace.
+func concurrentRotate(t *testing.T, s apikey.Store, grace time.Duration) {
 	const n = 12
 	first := mustCreate(t, s, "u1")
 	mustCreate(t, s, "u2")
@@ -629,42 +647,54 @@ func testConcurrentRotate(t *testing.T, s apikey.Store) {
 	olds := make([]apikey.Key, n)
 	nexts := make([]apikey.Key, n)
 	errs := make([]error, n)
+	ats := make([]time.Time, n)
 	for i := range n {
 		nexts[i] = next(t)
+		ats[i] = t0.Add(time.Duration(i+1) * time.Second)
 		wg.Go(func() {
-			olds[i], errs[i] = s.Rotate(context.Background(), "u1", &nexts[i], t0.Add(time.Duration(i+1)*time.Second))
+			olds[i], errs[i] = s.Rotate(context.Background(), "u1", &nexts[i], ats[i], grace)
 		})
 	}
 	wg.Wait()
-	// Rotations serialise: each succeeds and revokes a different key, the first
+	// Rotations serialise: each succeeds and replaces a different key, the first
 	// key or the successor of another rotation, so the chain has no fork.
-	revokedBy := map[string]int{}
+	replacedBy := map[string]int{}
 	created := map[string]bool{first.ID: true}
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("concurrent Rotate %d: %v", i, err)
 		}
-		revokedBy[olds[i].ID]++
+		replacedBy[olds[i].ID]++
 		created[nexts[i].ID] = true
 		if nexts[i].QuotaID != first.ID {
 			t.Errorf("successor %d spends quota %q, want the first key's %q", i, nexts[i].QuotaID, first.ID)
 		}
-	}
-	for id, c := range revokedBy {
-		if c != 1 || !created[id] {
-			t.Errorf("key %s was revoked by %d rotations (known key: %v)", id, c, created[id])
+		if grace > 0 && (!olds[i].Expiring() || !olds[i].ExpiresAt.Equal(us(ats[i].Add(grace)))) {
+			t.Errorf("rotation %d left the old key %s expiring at %v, want expiring at %v", i, olds[i].Status, olds[i].ExpiresAt, us(ats[i].Add(grace)))
 		}
 	}
-	act := activeKeys(t, s, "u1")
-	if len(act) != 1 {
-		t.Fatalf("%d active keys after %d concurrent rotations, want 1", len(act), n)
+	for id, c := range replacedBy {
+		if c != 1 || !created[id] {
+			t.Errorf("key %s was replaced by %d rotations (known key: %v)", id, c, created[id])
+		}
 	}
-	if revokedBy[act[0].ID] != 0 || !created[act[0].ID] {
-		t.Errorf("the active key %s is not the end of the rotation chain", act[0].ID)
+	cur := currentKeys(t, s, "u1")
+	if len(cur) != 1 {
+		t.Fatalf("%d current keys after %d concurrent rotations, want 1", len(cur), n)
+	}
+	if replacedBy[cur[0].ID] != 0 || !created[cur[0].ID] {
+		t.Errorf("the current key %s is not the end of the rotation chain", cur[0].ID)
 	}
 	all, _ := s.ListByUser(context.Background(), "u1")
 	if len(all) != n+1 {
 		t.Errorf("u1 has %d keys, want %d", len(all), n+1)
+	}
+	wantActive := 1
+	if grace > 0 {
+		wantActive = n + 1 // the current key and every key it replaced, expiring
+	}
+	if act := activeKeys(t, s, "u1"); len(act) != wantActive {
+		t.Errorf("u1 has %d active keys, want %d", len(act), wantActive)
 	}
 	if act := activeKeys(t, s, "u2"); len(act) != 1 {
 		t.Errorf("rotating u1 changed u2's keys")
@@ -672,9 +702,12 @@ func testConcurrentRotate(t *testing.T, s apikey.Store) {
 }
 
 // testReadersDuringRotation: readers listing a user's keys while the user's key is
-// rotated over and over always see exactly one active key. Rotations go on until
-// the readers have read during them (at least 20 rotations, at most 10 s).
-func testReadersDuringRotation(t *testing.T, s apikey.Store) {
+// rotated over and over always see exactly one current key (active, not
+// expiring). Rotations go on until the readers have read during them (at least
+// 20 rotations, at most 10 s).
+func testReadersDuringRotation(t *testing.T, s apikey.Store) { readersDuringRotation(t, s, 0) }
+
+func readersDuringRotation(t *testing.T, s apikey.Store, grace time.Duration) {
 	const rotations, readers = 20, 2
 	mustCreate(t, s, "u1")
 	ctx := context.Background()
@@ -696,14 +729,14 @@ func testReadersDuringRotation(t *testing.T, s apikey.Store) {
 					bad <- err.Error()
 					return
 				}
-				active := 0
+				current := 0
 				for _, k := range keys {
-					if k.Active() {
-						active++
+					if k.Active() && !k.Expiring() {
+						current++
 					}
 				}
-				if active != 1 {
-					bad <- fmt.Sprintf("a reader saw %d active keys among %d", active, len(keys))
+				if current != 1 {
+					bad <- fmt.Sprintf("a reader saw %d current keys among %d", current, len(keys))
 					return
 				}
 				reads.Add(1)
@@ -720,7 +753,7 @@ func testReadersDuringRotation(t *testing.T, s apikey.Store) {
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; i < rotations || reads.Load()-before < 2*rotations && time.Now().Before(deadline); i++ {
 		nk := next(t)
-		if _, err := s.Rotate(ctx, "u1", &nk, t0.Add(time.Duration(i)*time.Second)); err != nil {
+		if _, err := s.Rotate(ctx, "u1", &nk, t0.Add(time.Duration(i)*time.Second), grace); err != nil {
 			t.Errorf("Rotate: %v", err)
 			break
 		}

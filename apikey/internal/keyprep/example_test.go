@@ -19,7 +19,7 @@ func Example() {
 	fmt.Println(k.Status, k.QuotaID, k.CreatedAt)
 
 	next := apikey.Key{ID: "key_b", Hash: apikey.Hash("tk_b"), QuotaID: "ignored"}
-	if err := keyprep.CheckNext(&next, at); err != nil {
+	if err := keyprep.CheckNext(&next, at, 0); err != nil {
 		panic(err)
 	}
 	keyprep.Successor(&next, k, at.Add(time.Hour))

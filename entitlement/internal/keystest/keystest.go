@@ -27,6 +27,7 @@ type Issuer struct {
 
 	mu     sync.Mutex
 	limits map[string]int64 // key ID → limit
+	graces []time.Duration  // of each Issue, in order
 }
 
 // New returns an Issuer on keys.
@@ -37,16 +38,34 @@ func New(keys apikey.Store) *Issuer {
 // Keys returns the key store the Issuer writes to.
 func (i *Issuer) Keys() apikey.Store { return i.keys }
 
-// Issue implements entitlement.KeyIssuer: it revokes the user's active keys and
-// creates a new one, in the transaction ctx carries if the key store joins it.
+// Issue implements entitlement.KeyIssuer as the gate does: it revokes the user's
+// active keys (grace 0) or retires those not expired yet onto plan and the new
+// key's quota until now+grace, and creates a new one, in the transaction ctx
+// carries if the key store joins it. It records every grace it was given.
 func (i *Issuer) Issue(ctx context.Context, userID, plan string, limit int64, reason string, grace time.Duration) (string, apikey.Key, error) {
 	now := time.Now()
-	if _, err := i.keys.RevokeUser(ctx, userID, reason, now); err != nil {
-		return "", apikey.Key{}, err
-	}
 	raw, k, err := apikey.New(Prefix, userID, plan, now)
 	if err != nil {
 		return "", apikey.Key{}, err
+	}
+	k.ID = apikey.NewID()
+	k.QuotaID = k.ID
+	if grace == 0 {
+		if _, err := i.keys.RevokeUser(ctx, userID, reason, now); err != nil {
+			return "", apikey.Key{}, err
+		}
+	} else {
+		keys, err := i.keys.ListByUser(ctx, userID)
+		if err != nil {
+			return "", apikey.Key{}, err
+		}
+		for _, old := range keys {
+			if old.Active() && !old.Expired(now) {
+				if err := i.keys.Retire(ctx, old.ID, plan, k.QuotaID, now.Add(grace)); err != nil {
+					return "", apikey.Key{}, err
+				}
+			}
+		}
 	}
 	if err := i.keys.Create(ctx, &k); err != nil {
 		return "", apikey.Key{}, err
@@ -54,7 +73,15 @@ func (i *Issuer) Issue(ctx context.Context, userID, plan string, limit int64, re
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	i.limits[k.ID] = limit
+	i.graces = append(i.graces, grace)
 	return raw, k, nil
+}
+
+// Graces returns the grace of every Issue that succeeded, in order.
+func (i *Issuer) Graces() []time.Duration {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return append([]time.Duration(nil), i.graces...)
 }
 
 // RevokeUser implements entitlement.KeyIssuer.
