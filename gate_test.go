@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -247,27 +248,72 @@ func TestRateLimitHeaders(t *testing.T) {
 	gold := f.issue(t, "gus", "gold", 0)
 	h := f.gate.Require("gold")(ok)
 	a := call(h, gold)
+	// The monthly quota is a second policy beside the burst limit's
+	// (draft-ietf-httpapi-ratelimit-headers: a List of policies): 1000 calls in
+	// a 30-day window, the cycle having started at f.now.
+	cycle := strconv.FormatInt(int64(quota.DefaultCycle/time.Second), 10)
 	want := map[string]string{
 		"X-RateLimit-Limit":     "4",
 		"X-RateLimit-Remaining": "3",
-		"RateLimit-Policy":      `"gold";q=4;w=60`,
+		"RateLimit-Policy":      `"gold";q=4;w=60, "gold-monthly";q=1000;w=` + cycle,
 	}
 	for k, v := range want {
 		if got := a.header.Get(k); got != v {
 			t.Errorf("%s = %q, want %q", k, got, v)
 		}
 	}
-	if rl := a.header.Get("RateLimit"); !strings.HasPrefix(rl, `"gold";r=3;t=`) {
-		t.Errorf("RateLimit = %q", rl)
+	rl := regexp.MustCompile(`^"gold";r=3;t=([0-9]+), "gold-monthly";r=999;t=` + cycle + `$`)
+	if m := rl.FindStringSubmatch(a.header.Get("RateLimit")); m == nil {
+		t.Errorf("RateLimit = %q", a.header.Get("RateLimit"))
+	} else if n, _ := strconv.Atoi(m[1]); n > 60 {
+		t.Errorf("RateLimit burst t=%d, beyond the 60 s window", n)
 	}
 	reset, err := strconv.ParseInt(a.header.Get("X-RateLimit-Reset"), 10, 64)
 	if err != nil || reset < time.Now().Unix() || reset > time.Now().Add(61*time.Second).Unix() {
 		t.Errorf("X-RateLimit-Reset = %q", a.header.Get("X-RateLimit-Reset"))
 	}
-	for _, name := range []string{"X-RateLimit-Limit", "RateLimit", "X-Quota-Limit"} {
+	for _, name := range []string{"X-RateLimit-Limit", "RateLimit", "RateLimit-Policy", "X-Quota-Limit"} {
 		if n := len(a.header.Values(name)); n != 1 {
 			t.Errorf("%s set %d times", name, n)
 		}
+	}
+
+	// A call given back shows the quota unspent in both forms; ten minutes on, the
+	// quota's t has moved with the gate's clock.
+	f.now = f.now.Add(10 * time.Minute)
+	missing := f.gate.Require("gold")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }))
+	a = call(missing, gold)
+	left := strconv.FormatInt(int64((quota.DefaultCycle-10*time.Minute)/time.Second), 10)
+	if got := a.header.Get("RateLimit"); a.status != 404 || !strings.HasSuffix(got, `, "gold-monthly";r=999;t=`+left) || !strings.HasPrefix(got, `"gold";r=2;t=`) {
+		t.Errorf("given back: %d RateLimit %q", a.status, got)
+	}
+	if got := a.header.Get("X-Quota-Remaining"); got != "999" {
+		t.Errorf("given back: X-Quota-Remaining %q", got)
+	}
+
+	// While the burst store is down (the limiter fails open) only the quota has a
+	// RateLimit entry; the policies are both announced.
+	f.counters.down.Store(true)
+	a = call(h, gold)
+	f.counters.down.Store(false)
+	if a.status != 200 || a.header.Get("RateLimit") != `"gold-monthly";r=998;t=`+left || a.header.Get("RateLimit-Policy") != want["RateLimit-Policy"] {
+		t.Errorf("burst store down: %d RateLimit %q, RateLimit-Policy %q", a.status, a.header.Get("RateLimit"), a.header.Get("RateLimit-Policy"))
+	}
+
+	// A spent quota: r=0 until the cycle ends, which Retry-After names too.
+	silver := f.issue(t, "sam", "silver", 0)
+	sh := f.gate.Require("silver")(ok)
+	for range 3 {
+		call(sh, silver)
+	}
+	a = call(sh, silver)
+	wantRL := `"silver-monthly";r=0;t=` + cycle
+	if got := a.header.Get("RateLimit"); a.status != 429 || !strings.HasPrefix(got, `"silver";r=96;t=`) || !strings.HasSuffix(got, ", "+wantRL) || a.header.Get("Retry-After") != cycle {
+		t.Errorf("quota spent: %d RateLimit %q Retry-After %q", a.status, got, a.header.Get("Retry-After"))
+	}
+	// Anonymous budgets have no quota: one policy.
+	if a := call(f.gate.Public()(ok), ""); a.header.Get("RateLimit-Policy") != `"free";q=5;w=60` || strings.Contains(a.header.Get("RateLimit"), ",") {
+		t.Errorf("public: RateLimit-Policy %q RateLimit %q", a.header.Get("RateLimit-Policy"), a.header.Get("RateLimit"))
 	}
 }
 

@@ -3,6 +3,7 @@ package tollgate
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/releaseradar/tollgate/quota"
@@ -23,6 +24,7 @@ const (
 	hPolicy     = "Ratelimit-Policy"
 	hRateLimit  = "Ratelimit"
 	hRetryAfter = "Retry-After"
+	hSunset     = "Sunset"
 )
 
 // ExposedHeaders lists every response header the gate sets, for a CORS
@@ -30,25 +32,42 @@ const (
 var ExposedHeaders = []string{
 	HeaderQuotaLimit, HeaderQuotaRemaining, HeaderQuotaReset,
 	"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
-	"RateLimit-Policy", "RateLimit", hRetryAfter,
+	"RateLimit-Policy", "RateLimit", hRetryAfter, hSunset,
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // scratch holds one request's gate headers: the values' slices share one array and
-// the numbers one string, so that setting eight headers costs two allocations,
-// not sixteen. The values are the request's own (nothing is shared between
-// requests), so a handler may change them.
+// the numbers of each step (burst, quota) one string, so that setting the headers
+// costs one allocation a step rather than one a header. The values are the
+// request's own (nothing is shared between requests), so a handler may change them.
 type scratch struct {
-	vals  [9]string
-	used  int
-	buf   [72]byte
-	now   time.Time   // the wall clock when the gate took the request
+	vals [16]string
+	used int
+	buf  [192]byte
+	now  time.Time // the wall clock when the gate took the request
+	// policy and rl are the burst limit's RateLimit-Policy and RateLimit entries
+	// as set ("" when none was), which the quota's entries follow.
+	policy, rl string
+	// ends are where the values of the step being built end in buf (begin, end).
+	ends  [5]int
+	nends int
 	meter meterWriter // the handler's writer, allocated with the rest
 }
 
 // set sets header k (canonical) to v.
 func (s *scratch) set(h http.Header, k, v string) {
+	switch k {
+	case hPolicy:
+		s.policy = v
+	case hRateLimit:
+		s.rl = v
+	}
+	s.put(h, k, v)
+}
+
+// put sets header k to v without taking it for the burst limit's entry.
+func (s *scratch) put(h http.Header, k, v string) {
 	if s.used == len(s.vals) {
 		h[k] = []string{v}
 		return
@@ -58,20 +77,30 @@ func (s *scratch) set(h http.Header, k, v string) {
 	s.used++
 }
 
-// numbers renders ns into one string and returns each as a substring of it.
-func (s *scratch) numbers(ns ...int64) [4]string {
-	num := s.buf[:0]
-	var ends [4]int
-	for i, n := range ns {
-		num = strconv.AppendInt(num, n, 10)
-		ends[i] = len(num)
-	}
-	all := string(num)
-	var out [4]string
+// begin starts a step's header values, appended to the returned buffer.
+func (s *scratch) begin() []byte {
+	s.nends = 0
+	return s.buf[:0]
+}
+
+// end ends the value appended to b since the last one ended.
+func (s *scratch) end(b []byte) []byte {
+	s.ends[s.nends] = len(b)
+	s.nends++
+	return b
+}
+
+// num appends n to b as a value of its own.
+func (s *scratch) num(b []byte, n int64) []byte { return s.end(strconv.AppendInt(b, n, 10)) }
+
+// values returns the values ended in b as substrings of one string.
+func (s *scratch) values(b []byte) [len(scratch{}.ends)]string {
+	all := string(b)
+	var out [len(scratch{}.ends)]string
 	start := 0
-	for i := range ns {
-		out[i] = all[start:ends[i]]
-		start = ends[i]
+	for i, end := range s.ends[:s.nends] {
+		out[i] = all[start:end]
+		start = end
 	}
 	return out
 }
@@ -81,21 +110,99 @@ func (s *scratch) numbers(ns ...int64) [4]string {
 func (s *scratch) setBurstHeaders(h http.Header, p *plan, w ratelimit.Window, now time.Time) int64 {
 	reset := w.Reset.Unix()
 	t := max(reset-now.Unix(), 0)
-	n := s.numbers(max(w.Remaining, 0), reset, t)
+	b := s.begin()
+	b = s.num(b, max(w.Remaining, 0))
+	b = s.num(b, reset)
+	// RateLimit: "name";r=R;t=T
+	b = append(b, p.rlPrefix...)
+	b = strconv.AppendInt(b, max(w.Remaining, 0), 10)
+	b = append(b, ";t="...)
+	b = s.end(strconv.AppendInt(b, t, 10))
+	v := s.values(b)
 	s.set(h, hLimit, p.limit)
-	s.set(h, hRemaining, n[0])
-	s.set(h, hReset, n[1])
+	s.set(h, hRemaining, v[0])
+	s.set(h, hReset, v[1])
 	s.set(h, hPolicy, p.policy)
-	s.set(h, hRateLimit, p.rlPrefix+n[0]+";t="+n[2])
+	s.set(h, hRateLimit, v[2])
 	return t
 }
 
-// setQuotaHeaders sets the X-Quota-* headers from u, replacing earlier values.
+// quotaPolicySuffix ends the name of the IETF RateLimit policy entry of the
+// monthly quota: the plan's name and this suffix ("pro-monthly"), beside the
+// entry of the plan's burst limit, which bears the plan's name.
+const quotaPolicySuffix = "-monthly"
+
+// setQuotaHeaders sets the X-Quota-* headers from u, replacing earlier values,
+// and adds the quota to RateLimit-Policy and RateLimit as a second policy beside
+// the burst limit's, as draft-ietf-httpapi-ratelimit-headers lists several:
+//
+//	RateLimit-Policy: "pro";q=600;w=60, "pro-monthly";q=10000;w=2592000
+//	RateLimit: "pro";r=599;t=42, "pro-monthly";r=9876;t=1234567
+//
+// The quota's entry is named for the plan whose burst entry it follows; a plan
+// without a burst rate announces its quota in X-Quota-* only.
 func (g *Gate) setQuotaHeaders(s *scratch, h http.Header, u quota.Usage) {
-	n := s.numbers(u.Limit, u.Remaining(), quota.CycleEnd(u.CycleStart, g.cycle).Unix())
-	s.set(h, HeaderQuotaLimit, n[0])
-	s.set(h, HeaderQuotaRemaining, n[1])
-	s.set(h, HeaderQuotaReset, n[2])
+	reset := quota.CycleEnd(u.CycleStart, g.cycle).Unix()
+	b := s.begin()
+	b = s.num(b, u.Limit)
+	b = s.num(b, u.Remaining())
+	b = s.num(b, reset)
+	name := policyName(s.policy)
+	if name != "" {
+		now := s.now
+		if !g.wallClock {
+			now = g.now()
+		}
+		// RateLimit-Policy: the burst entry, then "name-monthly";q=L;w=W
+		b = append(b, s.policy...)
+		b = append(b, ", "...)
+		b = appendQuotaName(b, name)
+		b = append(b, ";q="...)
+		b = strconv.AppendInt(b, u.Limit, 10)
+		b = append(b, ";w="...)
+		b = s.end(strconv.AppendInt(b, int64(g.cycle/time.Second), 10))
+		// RateLimit: the burst entry (absent while the burst store is down), then
+		// "name-monthly";r=R;t=T
+		if s.rl != "" {
+			b = append(b, s.rl...)
+			b = append(b, ", "...)
+		}
+		b = appendQuotaName(b, name)
+		b = append(b, ";r="...)
+		b = strconv.AppendInt(b, u.Remaining(), 10)
+		b = append(b, ";t="...)
+		b = s.end(strconv.AppendInt(b, max(reset-now.Unix(), 0), 10))
+	}
+	v := s.values(b)
+	s.put(h, HeaderQuotaLimit, v[0])
+	s.put(h, HeaderQuotaRemaining, v[1])
+	s.put(h, HeaderQuotaReset, v[2])
+	if name != "" {
+		s.put(h, hPolicy, v[3])
+		s.put(h, hRateLimit, v[4])
+	}
+}
+
+// policyName returns the quoted name that starts a RateLimit-Policy entry made by
+// ratelimit.PolicyHeader (`"pro"` of `"pro";q=600;w=60`), or "" for none. Plan
+// names hold no quote or backslash (entitlement.Catalog.Validate), so the name is
+// what lies between the first two quotes.
+func policyName(policy string) string {
+	if len(policy) < 2 || policy[0] != '"' {
+		return ""
+	}
+	end := strings.IndexByte(policy[1:], '"')
+	if end < 0 {
+		return ""
+	}
+	return policy[:end+2]
+}
+
+// appendQuotaName appends the quota entry's name for the quoted burst name.
+func appendQuotaName(b []byte, quoted string) []byte {
+	b = append(b, quoted[:len(quoted)-1]...)
+	b = append(b, quotaPolicySuffix...)
+	return append(b, '"')
 }
 
 // meterWriter is the ResponseWriter a metered handler writes to: on the answer's

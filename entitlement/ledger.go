@@ -33,6 +33,18 @@ type Ledger interface {
 	// Usage returns the user's records whose minute is in [from, to), by bucket
 	// then key ID; none is an empty slice.
 	Usage(ctx context.Context, userID string, from, to time.Time) ([]UsageRecord, error)
+
+	// Daily returns the user's calls over all their keys per UTC day, for the
+	// minutes in [from, to), oldest day first; days without calls are left out
+	// and none is an empty slice. It is Usage summed by day, at the cost of one
+	// row a day rather than one a minute and key.
+	Daily(ctx context.Context, userID string, from, to time.Time) ([]DailyUsage, error)
+}
+
+// DailyUsage is the calls of one user on one UTC day.
+type DailyUsage struct {
+	Day   time.Time // the day's midnight, UTC
+	Calls int64
 }
 
 // Report statuses: what became of a MeterReport.

@@ -54,6 +54,13 @@ type Config struct {
 	// Billing lets the Service start purchases (Checkout) and open the Customer
 	// Portal (Portal). Its zero value turns both off.
 	Billing BillingConfig
+	// RotateGrace is how long the key a Stripe plan change replaces (one paid
+	// plan to another) keeps working beside the new one, on the new plan and
+	// its quota (KeyIssuer.Issue's grace), so that the customer can deploy the
+	// new key first. 0 (the default) revokes it at once. Losing the paid plan
+	// (a cancellation, a failed payment) always revokes at once, and so do
+	// Grant and Revoke. At most apikey.MaxGrace (New checks).
+	RotateGrace time.Duration
 	// Now is the clock of the records the Service keeps; nil means time.Now. (The
 	// KeyIssuer keeps its own clock for the keys.)
 	Now func() time.Time
@@ -91,7 +98,8 @@ type Service struct {
 // New returns a Service keeping its state in store and issuing keys through
 // cfg.Keys. It fails when store, cfg.Keys or cfg.Catalog is missing, the catalog
 // is invalid, SealKey is unusable (or missing while WebhookSecret is set and
-// Delivery is nil), or Billing has an API key but not its URLs.
+// Delivery is nil), Billing has an API key but not its URLs, or RotateGrace is
+// negative or above apikey.MaxGrace.
 func New(store Store, cfg Config) (*Service, error) {
 	switch {
 	case store == nil:
@@ -100,6 +108,8 @@ func New(store Store, cfg Config) (*Service, error) {
 		return nil, errors.New("entitlement: Config.Keys is required")
 	case len(cfg.Catalog) == 0:
 		return nil, errors.New("entitlement: Config.Catalog is required")
+	case cfg.RotateGrace < 0 || cfg.RotateGrace > apikey.MaxGrace:
+		return nil, fmt.Errorf("entitlement: Config.RotateGrace %v is not from 0 to %v", cfg.RotateGrace, apikey.MaxGrace)
 	}
 	if err := cfg.Catalog.Validate(); err != nil {
 		return nil, err
@@ -180,7 +190,7 @@ func (s *Service) Grant(ctx context.Context, userID, plan string, limit int64) (
 	err = s.update(ctx, func(ctx context.Context, tx Tx) error {
 		var k apikey.Key
 		var err error
-		raw, k, err = s.issue(ctx, tx, userID, plan, limit, "admin grant")
+		raw, k, err = s.issue(ctx, tx, userID, plan, limit, "admin grant", 0)
 		if err != nil {
 			return err
 		}
@@ -217,7 +227,8 @@ func (s *Service) Revoke(ctx context.Context, userID string) (int, error) {
 // Reveal returns the key the webhook issued to the user and destroys its sealed
 // copy, so it is returned exactly once, also to concurrent callers.
 // ErrNothingToReveal when no key waits, or when the waiting key is no longer
-// active (the user rotated it meanwhile). A sealed key that does not open (the
+// active or is expiring (the user rotated it meanwhile, or a later change
+// replaced it). A sealed key that does not open (the
 // SealKey changed) is an error and stays in the store.
 func (s *Service) Reveal(ctx context.Context, userID string) (raw string, err error) {
 	if s.seal == nil {
@@ -230,7 +241,7 @@ func (s *Service) Reveal(ctx context.Context, userID string) (raw string, err er
 			return err
 		}
 		k, err := s.keys.Key(ctx, sk.KeyID)
-		if errors.Is(err, apikey.ErrNotFound) || (err == nil && !k.Active()) {
+		if errors.Is(err, apikey.ErrNotFound) || (err == nil && (!k.Active() || k.Expiring())) {
 			return nil // destroyed, and nothing to show
 		}
 		if err != nil {
@@ -248,6 +259,19 @@ func (s *Service) Reveal(ctx context.Context, userID string) (raw string, err er
 		return "", ErrNothingToReveal
 	}
 	return raw, nil
+}
+
+// ForSale returns the plans Checkout sells (a monthly call limit and a price),
+// lowest rank first. It says nothing of whether billing is configured: Checkout
+// answers ErrBillingNotConfigured then.
+func (s *Service) ForSale() []Plan {
+	var out []Plan
+	for _, name := range s.cat.Names() {
+		if p := s.cat[name]; p.MonthlyCallLimit > 0 && len(p.Prices) > 0 {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Pending reports whether a key waits for the user's Reveal.
@@ -270,12 +294,13 @@ func (s *Service) PruneEvents(ctx context.Context, maxAge time.Duration) (int64,
 }
 
 // issue discards a key still waiting to be revealed and has the KeyIssuer
-// replace the user's active keys with a new one.
-func (s *Service) issue(ctx context.Context, tx Tx, userID, plan string, limit int64, reason string) (string, apikey.Key, error) {
+// replace the user's active keys with a new one: revoked, or with grace > 0
+// retired until then.
+func (s *Service) issue(ctx context.Context, tx Tx, userID, plan string, limit int64, reason string, grace time.Duration) (string, apikey.Key, error) {
 	if _, err := tx.TakeSealed(ctx, userID); err != nil && !errors.Is(err, ErrNotFound) {
 		return "", apikey.Key{}, err
 	}
-	return s.keys.Issue(ctx, userID, plan, limit, reason, 0) // grace: see issue 14
+	return s.keys.Issue(ctx, userID, plan, limit, reason, grace)
 }
 
 // deliver hands a webhook-issued key to its owner: Config.Delivery, or sealed for
@@ -314,14 +339,24 @@ func (s *Service) planOfFeatures(f FeatureSet) string {
 	return best
 }
 
+// Revocation reasons of keys whose paid plan ended, as Key.RevokeReason records
+// them.
+const (
+	ReasonPaymentFailed = "billing: payment failed"
+	ReasonCancelled     = "billing: cancelled"
+	ReasonNoPaidPlan    = "billing: no paid plan"
+)
+
 // desiredPlan is the highest-ranked plan that any granting subscription of the
 // user's customers, or any of their active entitlement summaries, calls for, or
-// "".
-func (s *Service) desiredPlan(ctx context.Context, tx Tx, userID string) (string, error) {
+// "" with the reason none does: a subscription that stopped for want of payment,
+// else one that was cancelled, else no subscription at all.
+func (s *Service) desiredPlan(ctx context.Context, tx Tx, userID string) (plan, reason string, err error) {
 	customers, err := tx.CustomersOf(ctx, userID)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
+	reason = ReasonNoPaidPlan
 	best := ""
 	consider := func(plan string) {
 		if plan != "" && (best == "" || s.cat.Rank(plan) > s.cat.Rank(best)) {
@@ -331,11 +366,16 @@ func (s *Service) desiredPlan(ctx context.Context, tx Tx, userID string) (string
 	for _, c := range customers {
 		subs, err := tx.SubscriptionsOf(ctx, c.ID)
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		for _, sub := range subs {
-			if sub.Grants() {
+			switch {
+			case sub.Grants():
 				consider(s.planOf(sub))
+			case sub.FailedInvoice != "" || sub.Status == statusPastDue || sub.Status == statusUnpaid:
+				reason = ReasonPaymentFailed
+			case sub.Ended() && reason != ReasonPaymentFailed:
+				reason = ReasonCancelled
 			}
 		}
 		if len(s.features) == 0 {
@@ -343,19 +383,22 @@ func (s *Service) desiredPlan(ctx context.Context, tx Tx, userID string) (string
 		}
 		f, err := tx.FeatureSet(ctx, c.ID)
 		if err != nil && !errors.Is(err, ErrNotFound) {
-			return "", err
+			return "", "", err
 		}
 		consider(s.planOfFeatures(f))
 	}
-	return best, nil
+	return best, reason, nil
 }
 
 // reconcile gives the user the plan their subscriptions call for, if that differs
-// from the plan last applied: it revokes their keys and, for a paid plan, issues a
-// new key with the plan's limit and delivers it. An operator's grant is not taken
-// away by the absence of a subscription, only replaced by a paid plan.
+// from the plan last applied: for a paid plan it issues a new key with the plan's
+// limit and delivers it, the user's keys revoked, or retired for
+// Config.RotateGrace when a paid plan replaces another one (a first plan has
+// nothing to keep); without a paid plan it revokes their keys at once. An
+// operator's grant is not taken away by the absence of a subscription, only
+// replaced by a paid plan.
 func (s *Service) reconcile(ctx context.Context, tx Tx, userID string, now time.Time) (string, error) {
-	want, err := s.desiredPlan(ctx, tx, userID)
+	want, reason, err := s.desiredPlan(ctx, tx, userID)
 	if err != nil {
 		return "", err
 	}
@@ -369,7 +412,7 @@ func (s *Service) reconcile(ctx context.Context, tx Tx, userID string, now time.
 	ent := Entitlement{UserID: userID, Plan: want, Source: SourceStripe, UpdatedAt: now}
 	outcome := OutcomeGranted
 	if want == "" {
-		if _, err := s.keys.RevokeUser(ctx, userID, "billing: no paid plan"); err != nil {
+		if _, err := s.keys.RevokeUser(ctx, userID, reason); err != nil {
 			return "", err
 		}
 		if _, err := tx.TakeSealed(ctx, userID); err != nil && !errors.Is(err, ErrNotFound) {
@@ -377,7 +420,11 @@ func (s *Service) reconcile(ctx context.Context, tx Tx, userID string, now time.
 		}
 		outcome = OutcomeRevoked
 	} else {
-		raw, k, err := s.issue(ctx, tx, userID, want, s.cat[want].MonthlyCallLimit, "billing: plan changed to "+want)
+		var grace time.Duration
+		if have.Plan != "" {
+			grace = s.cfg.RotateGrace // a plan change: the old key may run out its grace
+		}
+		raw, k, err := s.issue(ctx, tx, userID, want, s.cat[want].MonthlyCallLimit, "billing: plan changed to "+want, grace)
 		if err != nil {
 			return "", err
 		}

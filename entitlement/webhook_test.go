@@ -124,6 +124,9 @@ func TestSeq5PaymentFailedThenPaid(t *testing.T) {
 		invCreated := h.created
 		failed := h.expect(entitlement.OutcomeRevoked, ev{typ: "invoice.payment_failed", obj: invoice(t, "in_1", "cus_1", "sub_1", priceGold, false, invCreated)})
 		h.check("user_1", want{active: 0, total: 1})
+		if r := h.keys("user_1")[0].RevokeReason; r != entitlement.ReasonPaymentFailed {
+			t.Errorf("revoke reason %q, want %q", r, entitlement.ReasonPaymentFailed)
+		}
 		// A subscription update Stripe sent in the same second as the failure (a
 		// metadata edit, still saying active) is not a recovery.
 		h.expect(entitlement.OutcomeUnchanged, ev{typ: "customer.subscription.updated", created: failed.created,
@@ -195,6 +198,9 @@ func TestSeq7Cancellation(t *testing.T) {
 		deleted["ended_at"], deleted["canceled_at"] = month.end, month.end
 		h.expect(entitlement.OutcomeRevoked, ev{typ: "customer.subscription.deleted", obj: deleted})
 		h.check("user_1", want{active: 0, total: 1})
+		if r := h.keys("user_1")[0].RevokeReason; r != entitlement.ReasonCancelled {
+			t.Errorf("revoke reason %q, want %q", r, entitlement.ReasonCancelled)
+		}
 
 		h.expect(entitlement.OutcomeIgnored, ev{typ: "customer.subscription.updated", obj: subscription(t, "sub_1", "cus_1", "active", priceGold, month)})
 		h.expect(entitlement.OutcomeIgnored, ev{typ: "invoice.paid", obj: invoice(t, "in_9", "cus_1", "sub_1", priceGold, true, h.created)})
@@ -392,7 +398,7 @@ func TestSeq10SealedKey(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := h.issuer.Keys().Rotate(ctx, "user_1", &k2, time.Now()); err != nil {
+		if _, err := h.issuer.Keys().Rotate(ctx, "user_1", &k2, time.Now(), 0); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := h.svc.Reveal(ctx, "user_1"); !errors.Is(err, entitlement.ErrNothingToReveal) {

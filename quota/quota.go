@@ -70,6 +70,13 @@
 // When the store fails, Expire and Close keep the leftover, still spendable, for
 // the next try; Take keeps serving held leases while the store is down.
 //
+// Faults mid-commit. A store may be unable to tell whether a reservation or a
+// release took effect (its connection broke as the change committed:
+// InDoubtError). Leases never spends the calls of a reservation in doubt; Expire
+// and Close ask the store (Confirmer) once it answers again, give back a
+// reservation that did take effect and repeat a release that did not, so even
+// then no call stays charged unserved and none is given back twice.
+//
 // Concurrency. One Take per quota reserves at a time: the others spend what the
 // lease still holds, or wait for the reservation and spend the batch it brings,
 // or share its refusal or failure (no thundering herd of reservations). Quotas

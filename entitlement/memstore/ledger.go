@@ -88,6 +88,25 @@ func (s *Store) Usage(ctx context.Context, userID string, from, to time.Time) ([
 	return out, nil
 }
 
+// Daily implements entitlement.Ledger.
+func (s *Store) Daily(ctx context.Context, userID string, from, to time.Time) ([]entitlement.DailyUsage, error) {
+	recs, err := s.Usage(ctx, userID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := []entitlement.DailyUsage{}
+	for _, r := range recs { // by bucket
+		y, m, d := r.Bucket.Date()
+		day := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+		if n := len(out); n > 0 && out[n-1].Day.Equal(day) {
+			out[n-1].Calls += r.Calls
+			continue
+		}
+		out = append(out, entitlement.DailyUsage{Day: day, Calls: r.Calls})
+	}
+	return out, nil
+}
+
 // Unreported implements entitlement.MeterLedger.
 func (s *Store) Unreported(ctx context.Context, before time.Time, limit int) ([]entitlement.UnreportedUsage, error) {
 	l := &s.ledger

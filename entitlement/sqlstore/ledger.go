@@ -70,7 +70,7 @@ var ledgerTables = []sqldb.Table{
 const recordChunk = 100
 
 type ledgerQueries struct {
-	usage, unreported, insertReport, claim           string
+	usage, daily, unreported, insertReport, claim    string
 	due, updateReport, reportExists                  string
 	unclaimedCount, pendingCount                     string
 	servedAll, servedUser, reportedAll, reportedUser string
@@ -80,10 +80,19 @@ type ledgerQueries struct {
 
 const reportColumns = `identifier, key_id, user_id, customer_id, period, calls, status, attempts, next_attempt_at, created_at, sent_at`
 
-func newLedgerQueries(r func(string) string) ledgerQueries {
+// newLedgerQueries returns the ledger's statements; postgres selects the dialect
+// of the one that names a timestamp's day (SQLite keeps timestamps as text that
+// begins with the UTC date).
+func newLedgerQueries(r func(string) string, postgres bool) ledgerQueries {
+	day := `substr(bucket, 1, 10)`
+	if postgres {
+		day = `to_char(bucket, 'YYYY-MM-DD')`
+	}
 	return ledgerQueries{
-		rebind:       r,
-		usage:        r(`SELECT key_id, user_id, bucket, calls FROM entitlement_usage WHERE user_id = ? AND bucket >= ? AND bucket < ? ORDER BY bucket, key_id`),
+		rebind: r,
+		usage:  r(`SELECT key_id, user_id, bucket, calls FROM entitlement_usage WHERE user_id = ? AND bucket >= ? AND bucket < ? ORDER BY bucket, key_id`),
+		daily: r(`SELECT ` + day + ` AS day, SUM(calls) AS calls FROM entitlement_usage
+	WHERE user_id = ? AND bucket >= ? AND bucket < ? GROUP BY ` + day + ` ORDER BY day`),
 		unreported:   r(`SELECT key_id, user_id, bucket, calls, claimed FROM entitlement_usage WHERE claimed < calls AND bucket < ? ORDER BY bucket, key_id LIMIT ?`),
 		insertReport: r(`INSERT INTO entitlement_usage_reports (` + reportColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (identifier) DO NOTHING`),
 		claim:        r(`UPDATE entitlement_usage SET claimed = ? WHERE key_id = ? AND bucket = ? AND claimed = ? AND calls >= ?`),
@@ -171,6 +180,26 @@ func (s *Store) Usage(ctx context.Context, userID string, from, to time.Time) ([
 	out := make([]entitlement.UsageRecord, len(rows))
 	for i, r := range rows {
 		out[i] = r.record()
+	}
+	return out, nil
+}
+
+// Daily implements entitlement.Ledger.
+func (s *Store) Daily(ctx context.Context, userID string, from, to time.Time) ([]entitlement.DailyUsage, error) {
+	var rows []struct {
+		Day   string `db:"day"`
+		Calls int64  `db:"calls"`
+	}
+	if err := sqldb.Q(ctx, s.db).SelectContext(ctx, &rows, s.q.ledger.daily, userID, sqldb.T(from), sqldb.T(to)); err != nil {
+		return nil, fmt.Errorf("entitlement/sqlstore: daily usage: %w", err)
+	}
+	out := make([]entitlement.DailyUsage, len(rows))
+	for i, r := range rows {
+		d, err := time.Parse(time.DateOnly, r.Day)
+		if err != nil {
+			return nil, fmt.Errorf("entitlement/sqlstore: daily usage: day %q: %w", r.Day, err)
+		}
+		out[i] = entitlement.DailyUsage{Day: d, Calls: r.Calls}
 	}
 	return out, nil
 }

@@ -157,7 +157,7 @@ func New(db *sqlx.DB) *Store {
 		features: r(`SELECT customer_id, lookup_keys, state_at, updated_at FROM entitlement_features WHERE customer_id = ?`),
 		putFeatures: r(`INSERT INTO entitlement_features (customer_id, lookup_keys, state_at, updated_at) VALUES (?, ?, ?, ?)
 	ON CONFLICT (customer_id) DO UPDATE SET lookup_keys = excluded.lookup_keys, state_at = excluded.state_at, updated_at = excluded.updated_at`),
-		ledger:      newLedgerQueries(r),
+		ledger:      newLedgerQueries(r, sqldb.IsPostgres(db)),
 		entitlement: r(`SELECT user_id, plan, key_id, source, updated_at FROM entitlement_grants WHERE user_id = ?`),
 		putEntitlement: r(`INSERT INTO entitlement_grants (user_id, plan, key_id, source, updated_at) VALUES (?, ?, ?, ?, ?)
 	ON CONFLICT (user_id) DO UPDATE SET plan = excluded.plan, key_id = excluded.key_id, source = excluded.source, updated_at = excluded.updated_at`),

@@ -26,6 +26,7 @@ func RunLedger(t *testing.T, newLedger func(t *testing.T) entitlement.MeterLedge
 		f    func(t *testing.T, l entitlement.MeterLedger)
 	}{
 		{"RecordAndUsage", testRecordAndUsage},
+		{"Daily", testDaily},
 		{"RecordAllOrNothing", testRecordAllOrNothing},
 		{"RecordBatchOnce", testRecordBatchOnce},
 		{"ConcurrentRecord", testConcurrentRecord},
@@ -105,6 +106,47 @@ func testRecordAndUsage(t *testing.T, l entitlement.MeterLedger) {
 	record(t, l, rec("k9", "u9", minute(0), 1<<40), rec("k9", "u9", minute(0), 1<<40))
 	if got := usage(t, l, "u9", minute(0), minute(1)); len(got) != 1 || got[0].Calls != 1<<41 {
 		t.Fatalf("Usage(u9) = %+v, want 2^41 calls", got)
+	}
+}
+
+// testDaily: Daily sums a user's keys by UTC day (not the zone of m0), over the
+// minutes in [from, to).
+func testDaily(t *testing.T, l entitlement.MeterLedger) {
+	ctx := context.Background()
+	midnight := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+	if got, err := l.Daily(ctx, "u1", midnight, midnight.Add(24*time.Hour)); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("Daily of an empty ledger = %#v, %v; want an empty slice", got, err)
+	}
+	record(t, l,
+		rec("k1", "u1", midnight.Add(-time.Minute), 2), // 27 Nov, 23:59 UTC (28 Nov in CET)
+		rec("k2", "u1", midnight.Add(-time.Minute), 3),
+		rec("k1", "u1", midnight, 5),
+		rec("k2", "u1", midnight.Add(23*time.Hour+59*time.Minute), 7),
+		rec("k1", "u1", midnight.Add(24*time.Hour), 11),
+		rec("k3", "u2", midnight, 100),
+	)
+	day := func(i int) time.Time { return midnight.AddDate(0, 0, i) }
+	for _, tc := range []struct {
+		from, to time.Time
+		want     []entitlement.DailyUsage
+	}{
+		{day(-1), day(2), []entitlement.DailyUsage{{Day: day(-1), Calls: 5}, {Day: day(0), Calls: 12}, {Day: day(1), Calls: 11}}},
+		{day(0), day(1), []entitlement.DailyUsage{{Day: day(0), Calls: 12}}},
+		{midnight.Add(time.Minute), day(1), []entitlement.DailyUsage{{Day: day(0), Calls: 7}}}, // minutes in [from, to)
+		{day(2), day(9), []entitlement.DailyUsage{}},
+	} {
+		got, err := l.Daily(ctx, "u1", tc.from, tc.to)
+		if err != nil {
+			t.Fatalf("Daily(%v, %v): %v", tc.from, tc.to, err)
+		}
+		if len(got) != len(tc.want) {
+			t.Fatalf("Daily(%v, %v) = %+v, want %+v", tc.from, tc.to, got, tc.want)
+		}
+		for i := range got {
+			if !got[i].Day.Equal(tc.want[i].Day) || got[i].Day.Location() != time.UTC || got[i].Calls != tc.want[i].Calls {
+				t.Fatalf("Daily(%v, %v) = %+v, want %+v", tc.from, tc.to, got, tc.want)
+			}
+		}
 	}
 }
 

@@ -12,25 +12,19 @@ package stripetest
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/releaseradar/tollgate/internal/testenv"
 	stripe "github.com/stripe/stripe-go/v76"
 )
-
-// Env names the variable holding the path of the stripe-mock binary.
-const Env = "TOLLGATE_TEST_STRIPE_MOCK"
 
 // Mock is a running stripe-mock.
 type Mock struct {
@@ -38,90 +32,12 @@ type Mock struct {
 	URL string
 }
 
-var listening = regexp.MustCompile(`Listening for HTTP at address: (\S+)\r?\n`)
-
-// Start runs stripe-mock on free loopback ports (HTTP and HTTPS, which it always
-// opens) until the test ends. It skips the test without TOLLGATE_TEST_STRIPE_MOCK,
-// or fails it when CI=true.
+// Start runs stripe-mock on free loopback ports until the test ends
+// (testenv.StripeMock). It skips the test without TOLLGATE_TEST_STRIPE_MOCK, or
+// fails it when CI=true.
 func Start(t testing.TB) *Mock {
 	t.Helper()
-	bin := os.Getenv(Env)
-	if bin == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set: CI must run the stripe-mock tests (go install github.com/stripe/stripe-mock@v0.203.0)", Env)
-		}
-		t.Skipf("%s not set: skipping a test against stripe-mock (set it to the path of the stripe-mock binary)", Env)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	out := &output{addr: make(chan string, 1)}
-	cmd := exec.CommandContext(ctx, bin, "-http-addr", "127.0.0.1:0", "-https-addr", "127.0.0.1:0")
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("stripetest: start %s: %v", bin, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-exited
-	})
-	select {
-	case a := <-out.addr:
-		m := &Mock{URL: "http://" + a}
-		m.waitReady(t)
-		return m
-	case <-exited:
-		t.Fatalf("stripetest: stripe-mock exited before listening: %s", out.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("stripetest: stripe-mock did not say where it listens within 30 s: %s", out.String())
-	}
-	return nil
-}
-
-// output collects stripe-mock's output and reports the HTTP address it prints.
-type output struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	addr chan string
-	sent bool
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.buf.Write(p)
-	if m := listening.FindSubmatch(o.buf.Bytes()); m != nil && !o.sent {
-		o.sent = true
-		o.addr <- string(m[1])
-	}
-	return len(p), nil
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
-
-// waitReady waits until the mock answers HTTP.
-func (m *Mock) waitReady(t testing.TB) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(m.URL + "/v1/customers/cus_ready")
-		if err == nil {
-			resp.Body.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stripetest: stripe-mock at %s does not answer: %v", m.URL, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return &Mock{URL: testenv.StripeMock(t)}
 }
 
 // Backend returns a stripe-go backend on the mock whose HTTP client sends
