@@ -1,5 +1,6 @@
 // Package web serves the account page, /account/api-keys, where a dashboard user
-// signs in with a session token, sees their API keys and rotates or reveals them.
+// signs in with a session token or a single-use sign-in link, sees their API keys
+// and rotates or reveals them.
 //
 // The page is plain HTML, CSS and JavaScript embedded in the binary. It reads and
 // changes keys through the server's JSON routes (GET /keys, POST /keys/rotate,
@@ -10,6 +11,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -31,6 +33,7 @@ const (
 	PagePath    = "/account/api-keys" // GET: the page
 	SessionPath = "/account/session"  // POST: sign in (form field or JSON "token")
 	LogoutPath  = "/account/logout"   // POST: sign out
+	LoginPath   = "/account/login"    // GET: sign in with a single-use link (?token=), when Config.Login is set
 	AssetsPath  = "/account/assets/"  // GET: app.css, app.js
 )
 
@@ -67,9 +70,20 @@ var (
 	ErrPage = problem.New(problem.Internal, "web: the page failed to render")
 )
 
+// errNoSession: a LoginFunc accepted a link without returning a session token.
+var errNoSession = errors.New("web: Config.Login returned no session token")
+
 // VerifyFunc checks a dashboard token and returns its user ID, or an error when
 // the token is malformed, badly signed or expired. It must be safe for concurrent use.
 type VerifyFunc func(token string) (userID string, err error)
+
+// LoginFunc exchanges the token of a single-use sign-in link for a dashboard
+// session token (one that the Handler's VerifyFunc accepts), spending the link.
+// A link it refuses — unknown, used or expired — is an error that tollgate's
+// problem table answers with a 4xx status (the server's is loginlink.ErrInvalid);
+// any other error is a failure, such as the database's. It must be safe for
+// concurrent use, and two calls with one token must not both succeed.
+type LoginFunc func(ctx context.Context, token string) (session string, err error)
 
 // Config holds the optional settings of Handler and RequireOrigin. The zero value
 // accepts same-origin requests only, trusts no proxy and answers errors as
@@ -86,13 +100,18 @@ type Config struct {
 	// Nil writes the problem responses of WriteError.
 	OnError func(w http.ResponseWriter, r *http.Request, err error)
 	// OnBadToken is called for a request whose dashboard token is missing or does
-	// not verify — a sign-in, or the page asked for with a session cookie that does
-	// not verify — before Handler refuses it. It reports whether the refusal may go
-	// on; when it returns false it has answered the request itself (429: too many
-	// failed attempts from that address) and Handler writes nothing more. Nil lets
-	// every refusal go on. The server passes its gate's SpendAddress, so that
-	// guessing tokens is burst-limited per client address.
+	// not verify — a sign-in, the page asked for with a session cookie that does
+	// not verify, or a sign-in link that is missing or refused — before Handler
+	// refuses it. It reports whether the refusal may go on; when it returns false
+	// it has answered the request itself (429: too many failed attempts from that
+	// address) and Handler writes nothing more. Nil lets every refusal go on. The
+	// server passes its gate's SpendAddress, so that guessing tokens or links is
+	// burst-limited per client address.
 	OnBadToken func(w http.ResponseWriter, r *http.Request) bool
+	// Login, when set, serves GET /account/login?token=: the single-use sign-in
+	// links that the server's "admin login-link" prints. Nil: that path is
+	// ErrNotFound.
+	Login LoginFunc
 }
 
 // badToken reports whether a request with a missing or invalid token may be
@@ -150,6 +169,8 @@ var messages = map[string]string{
 	"missing": "Paste a dashboard token to sign in.",
 	"expired": "Your session has expired. Paste a new token to sign in.",
 	"out":     "You are signed out.",
+	// A sign-in link that was refused (LoginPath).
+	"link-expired": "That sign-in link has been used or has expired. Ask for a new one, or paste a dashboard token.",
 }
 
 // pageData fills assets/page.html.
@@ -167,30 +188,46 @@ type pageData struct {
 //	GET  /account/assets/app.css, /account/assets/app.js
 //	POST /account/session       sign in: form field or JSON {"token": "..."}
 //	POST /account/logout        sign out
+//	GET  /account/login?token=  sign in with a single-use link (only with Config.Login)
 //
-// GET routes answer HEAD too. A sign-in sets the rr_session cookie (HttpOnly,
-// SameSite=Strict, Path=/, Secure over TLS or through a trusted proxy, see
-// Config.TrustProxy). A form post is answered 303 to the page; a JSON post 204,
-// or 401 with a problem document for a bad token. Both POSTs are refused when they
-// come from another origin (see RequireOrigin). Every other path under /account/
-// is ErrNotFound, and a path asked for with a method it does not serve is
-// ErrMethodNotAllowed with an Allow header: both, like every refusal, answered by
-// Config.OnError. verify is the server's dashboard token check.
+// GET routes answer HEAD too, except /account/login: a HEAD request (a link
+// checker's, a mail scanner's) must not spend a link. A sign-in sets the
+// rr_session cookie (HttpOnly, SameSite=Strict, Path=/, Secure over TLS or
+// through a trusted proxy, see Config.TrustProxy). A form post is answered 303
+// to the page; a JSON post 204, or 401 with a problem document for a bad token.
+// Both POSTs are refused when they come from another origin (see
+// RequireOrigin). Every other path under /account/ is ErrNotFound, and a path
+// asked for with a method it does not serve is ErrMethodNotAllowed with an Allow
+// header: both, like every refusal, answered by Config.OnError. verify is the
+// server's dashboard token check.
+//
+// A sign-in link (Config.Login) that is accepted sets the cookie to the session
+// token Login returns and is answered 302 to the page, or, when a page of another
+// site led the browser there (Sec-Fetch-Site: cross-site), 200 with a page that
+// moves on to the account page itself: browsers send a SameSite=Strict cookie
+// along no redirect that another site started. A link that is missing or refused
+// spends Config.OnBadToken, clears the cookie and is answered 302 to the page
+// with ?signin=link-expired, which the page explains. These answers are
+// Cache-Control: no-store and Referrer-Policy: no-referrer. A failure of Login is
+// answered by Config.OnError (503 from the problem table).
 func Handler(verify VerifyFunc, cfg Config) http.Handler {
 	if verify == nil {
 		panic("web: Handler needs a VerifyFunc")
 	}
 	h := &handler{verify: verify, cfg: cfg, cop: cfg.protection()}
 	h.routes = map[string]route{
-		"/account/": {http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+		"/account/": {method: http.MethodGet, serve: func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, PagePath, http.StatusFound)
 		}},
-		PagePath:    {http.MethodGet, h.page},
-		SessionPath: {http.MethodPost, h.signIn},
-		LogoutPath:  {http.MethodPost, h.signOut},
+		PagePath:    {method: http.MethodGet, serve: h.page},
+		SessionPath: {method: http.MethodPost, serve: h.signIn},
+		LogoutPath:  {method: http.MethodPost, serve: h.signOut},
+	}
+	if cfg.Login != nil {
+		h.routes[LoginPath] = route{method: http.MethodGet, serve: h.login, noHead: true}
 	}
 	for name := range staticAssets {
-		h.routes[AssetsPath+name] = route{http.MethodGet, h.asset}
+		h.routes[AssetsPath+name] = route{method: http.MethodGet, serve: h.asset}
 	}
 	return h
 }
@@ -202,22 +239,26 @@ type handler struct {
 	routes map[string]route // by exact path
 }
 
-// route is what one path serves: a GET route answers HEAD too.
+// route is what one path serves: a GET route answers HEAD too, unless noHead.
 type route struct {
 	method string
 	serve  http.HandlerFunc
+	noHead bool
 }
+
+// head reports whether the route answers HEAD.
+func (rt route) head() bool { return rt.method == http.MethodGet && !rt.noHead }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt, ok := h.routes[r.URL.Path]
 	switch {
 	case !ok:
 		h.cfg.onError(w, r, ErrNotFound)
-	case r.Method == rt.method || (rt.method == http.MethodGet && r.Method == http.MethodHead):
+	case r.Method == rt.method || (r.Method == http.MethodHead && rt.head()):
 		rt.serve(w, r)
 	default:
 		allow := rt.method
-		if allow == http.MethodGet {
+		if rt.head() {
 			allow = "GET, HEAD"
 		}
 		w.Header().Set("Allow", allow)
@@ -364,6 +405,64 @@ func readToken(w http.ResponseWriter, r *http.Request) (string, error) {
 	}
 	return token, nil
 }
+
+// login serves a single-use sign-in link (Config.Login). The token arrives in the
+// query, which the server's access log never records.
+func (h *handler) login(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Cache-Control", "no-store")
+	// The page the browser lands on must not pass this URL on as a Referer.
+	hd.Set("Referrer-Policy", "no-referrer")
+	var session string
+	var err error = ErrNoToken
+	if token := r.URL.Query().Get("token"); token != "" {
+		if session, err = h.cfg.Login(r.Context(), token); err == nil && session == "" {
+			err = errNoSession // a broken LoginFunc: answered 503
+		}
+	}
+	if err != nil {
+		if status, _, _ := problem.For(err); status >= http.StatusInternalServerError {
+			h.cfg.onError(w, r, err)
+			return
+		}
+		if !h.cfg.badToken(w, r) {
+			return
+		}
+		http.SetCookie(w, h.cookie(r, "", -1))
+		http.Redirect(w, r, PagePath+"?signin=link-expired", http.StatusFound)
+		return
+	}
+	http.SetCookie(w, h.cookie(r, session, 0))
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		// A browser sends a SameSite=Strict cookie on no request of a navigation
+		// that another site started, redirects included, so a redirect would open
+		// the page signed out (a link clicked in webmail or a chat). A page of
+		// this site that moves on starts a navigation of its own.
+		securityHeaders(hd)
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, continuePage)
+		return
+	}
+	http.Redirect(w, r, PagePath, http.StatusFound)
+}
+
+// continuePage is the answer to an accepted sign-in link that another site's
+// page led to (see login): it goes on to the account page at once, or with its
+// link where refreshes are turned off.
+const continuePage = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="0; url=` + PagePath + `">
+<title>Signed in · ReleaseRadar</title>
+</head>
+<body>
+<main><p>You are signed in. <a href="` + PagePath + `">Continue to your API keys</a>.</p></main>
+</body>
+</html>
+`
 
 func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
 	if h.cop.Check(r) != nil {

@@ -8,13 +8,19 @@ package webtest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/fetch"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
 
@@ -202,7 +208,22 @@ func (tab *Tab) Screenshot(path string) {
 	if os.Getenv(ScreenshotsEnv) != "1" {
 		return
 	}
-	png := Run(tab, chromedp.FullScreenshot(100))
+	tab.writePNG(path, Run(tab, chromedp.FullScreenshot(100)))
+}
+
+// ScreenshotViewport writes a PNG of what the viewport shows to path when
+// TOLLGATE_SCREENSHOTS=1: for a modal dialog, whose backdrop covers the viewport
+// only.
+func (tab *Tab) ScreenshotViewport(path string) {
+	tab.t.Helper()
+	if os.Getenv(ScreenshotsEnv) != "1" {
+		return
+	}
+	tab.writePNG(path, Run(tab, chromedp.CaptureScreenshot()))
+}
+
+func (tab *Tab) writePNG(path string, png []byte) {
+	tab.t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		tab.t.Fatal(err)
 	}
@@ -210,4 +231,109 @@ func (tab *Tab) Screenshot(path string) {
 		tab.t.Fatal(err)
 	}
 	tab.t.Logf("webtest: wrote %s (%d bytes)", path, len(png))
+}
+
+// StopNavigations stops every navigation of the tab to a URL that pattern
+// matches (wildcards as the DevTools protocol's Fetch.RequestPattern has them:
+// "https://*") before it leaves the browser, so that a test sees where the page
+// sends the browser (Stripe Checkout, say) without going there. The page stays
+// where it was, and the returned function lists the URLs stopped so far.
+func (tab *Tab) StopNavigations(pattern string) func() []string {
+	tab.t.Helper()
+	var (
+		mu      sync.Mutex
+		stopped []string
+	)
+	events := chromedp.Events(tab.ctx, fetch.RequestPaused)
+	go func() {
+		for ev, err := range events {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			stopped = append(stopped, ev.Request.URL)
+			mu.Unlock()
+			ctx, cancel := context.WithTimeout(tab.ctx, StepTimeout)
+			_, _ = chromedp.Run(ctx, chromedp.Action[chromedp.Void](func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+				return cdp.Call(ctx, t, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonBlockedByClient})
+			}))
+			cancel()
+		}
+	}()
+	Run(tab, chromedp.Action[chromedp.Void](func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		return cdp.Call(ctx, t, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{
+			URLPattern: pattern, ResourceType: network.ResourceTypeDocument,
+		}}})
+	}))
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), stopped...)
+	}
+}
+
+// AxeViolation is one axe-core rule that the page breaks.
+type AxeViolation struct {
+	ID     string   `json:"id"`
+	Impact string   `json:"impact"`
+	Help   string   `json:"help"`
+	Nodes  []string `json:"nodes"` // each failing node's selector and axe's summary of what fails
+}
+
+func (v AxeViolation) String() string {
+	return fmt.Sprintf("%s (%s): %s\n\t%s", v.ID, v.Impact, v.Help, strings.Join(v.Nodes, "\n\t"))
+}
+
+// AxeResult is what one axe-core run found.
+type AxeResult struct {
+	Violations []AxeViolation `json:"violations"`
+	Passes     int            `json:"passes"`     // rules the page passes
+	Incomplete int            `json:"incomplete"` // rules axe could not decide (for a person to review)
+}
+
+// axeSource is axe-core's script, read once from the repository.
+var axeSource = sync.OnceValues(func() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("webtest: cannot locate the package's source directory")
+	}
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "testdata", "axe", "axe.min.js"))
+	return string(b), err
+})
+
+// axeRun runs axe-core on the whole document with its default rules (WCAG 2 A and
+// AA, and best practices) and keeps what a failure message needs.
+const axeRun = `axe.run(document, {resultTypes: ["violations"]}).then(r => ({
+	passes: r.passes.length,
+	incomplete: r.incomplete.length,
+	violations: r.violations.map(v => ({
+		id: v.id, impact: v.impact || "", help: v.help,
+		nodes: v.nodes.map(n => n.target.join(" ") + ": " + (n.failureSummary || "").replace(/\s+/g, " ")),
+	})),
+}))`
+
+// Axe runs axe-core on the page as it is now (a dialog open, a notice shown: the
+// state the test has put it in) and returns its findings. The script is evaluated
+// in the page once per document.
+func (tab *Tab) Axe() AxeResult {
+	tab.t.Helper()
+	src, err := axeSource()
+	if err != nil {
+		tab.t.Fatalf("webtest: reading axe-core: %v", err)
+	}
+	if !Eval[bool](tab, `typeof window.axe === "object" && typeof window.axe.run === "function"`) {
+		Run(tab, chromedp.Evaluate[chromedp.Void](src))
+	}
+	return Run(tab, chromedp.Evaluate[AxeResult](axeRun, chromedp.EvalAwaitPromise))
+}
+
+// CheckAxe fails the test for every violation axe-core finds in the page now, and
+// logs the count of rules passed under the name of the state.
+func (tab *Tab) CheckAxe(state string) {
+	tab.t.Helper()
+	r := tab.Axe()
+	for _, v := range r.Violations {
+		tab.t.Errorf("axe, %s: %s", state, v)
+	}
+	tab.t.Logf("axe, %s: %d violations, %d rules passed, %d for review", state, len(r.Violations), r.Passes, r.Incomplete)
 }
