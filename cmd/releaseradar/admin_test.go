@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/releaseradar/tollgate/entitlement"
 	"github.com/releaseradar/tollgate/internal/testenv"
 )
 
@@ -29,6 +31,11 @@ func TestCommandUsageErrors(t *testing.T) {
 		{"admin", "token", "--user", "a", "--ttl", "-1h"},
 		{"admin", "revoke"},
 		{"admin", "revoke", "--user", " "},
+		{"admin", "usage", "--from", "yesterday"},
+		{"admin", "usage", "--to", "2026-13-01"},
+		{"admin", "usage", "--from", "2026-05-02", "--to", "2026-05-01"},
+		{"admin", "usage", "--user", ""},
+		{"admin", "usage", "extra"},
 		{"serve", "--no-such-flag"},
 		{"serve", "extra"},
 	}
@@ -123,6 +130,46 @@ func TestAdminCommands(t *testing.T) {
 	if err != nil || len(keys) != 1 || keys[0].Active() {
 		t.Fatalf("after revoke: %+v, %v", keys, err)
 	}
+}
+
+// TestAdminUsage prints the ledger's calls against the reported ones, per user
+// and in total, for the period and user asked.
+func TestAdminUsage(t *testing.T) {
+	t.Parallel()
+	env := envOf("RR_DATABASE_URL", "sqlite:"+testenv.SQLitePath(t))
+	a := openTestApp(t, env)
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	err := a.ents.Record(t.Context(), "", []entitlement.UsageRecord{
+		{KeyID: "key_a", UserID: "alice", Bucket: today.Add(time.Hour), Calls: 5},
+		{KeyID: "key_b", UserID: "bob", Bucket: today.AddDate(0, 0, -40), Calls: 3},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	usage := func(args ...string) []string {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		if code := run(append([]string{"admin", "usage"}, args...), &stdout, &stderr, env); code != 0 {
+			t.Fatalf("admin usage %v: exit %d: %s", args, code, stderr.String())
+		}
+		var rows []string
+		for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+			rows = append(rows, strings.Join(strings.Fields(line), " "))
+		}
+		return rows
+	}
+	want := func(got []string, want ...string) {
+		t.Helper()
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("admin usage printed\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	const header = "user served reported pending unbilled abandoned unclaimed"
+	want(usage(), header, "alice 5 0 0 0 0 5", "total 5 0 0 0 0 5")
+	old := today.AddDate(0, 0, -40).Format(time.DateOnly)
+	want(usage("--from", old, "--to", old), header, "bob 3 0 0 0 0 3", "total 3 0 0 0 0 3")
+	want(usage("--user", "bob", "--from", old), header, "bob 3 0 0 0 0 3", "total 3 0 0 0 0 3")
+	want(usage("--user", "carol"), header, "total 0 0 0 0 0 0")
 }
 
 func openTestApp(t *testing.T, getenv func(string) string) *app {

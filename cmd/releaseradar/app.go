@@ -16,6 +16,7 @@ import (
 	aksql "github.com/releaseradar/tollgate/apikey/sqlstore"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/market"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/session"
+	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/web"
 	"github.com/releaseradar/tollgate/entitlement"
 	entsql "github.com/releaseradar/tollgate/entitlement/sqlstore"
 	"github.com/releaseradar/tollgate/internal/sqldb"
@@ -35,8 +36,14 @@ type app struct {
 	quotas *qsql.Store
 	gate   *tollgate.Gate
 	ent    *entitlement.Service
+	// ents is the entitlement store: the Service's state, and the usage ledger
+	// the gate writes and the meter reporter reads.
+	ents   *entsql.Store
 	signer *session.Signer
-	now    func() time.Time
+	// reporter sends the ledger's closed minutes to the Stripe Billing Meter; nil
+	// unless RR_STRIPE_METER_EVENT and RR_STRIPE_API_KEY are both set.
+	reporter *entitlement.Reporter
+	now      func() time.Time
 }
 
 // cycle is the quota cycle every key runs on.
@@ -88,6 +95,7 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger, h hooks) (*app, 
 
 func (a *app) init(ctx context.Context, h hooks) error {
 	ents := entsql.New(a.db)
+	a.ents = ents
 	gate, err := tollgate.New(tollgate.Stores{Keys: a.keys, Quotas: a.quotas, Counters: h.counters}, a.cfg.Catalog, tollgate.Config{
 		KeyPrefix:      keyPrefix,
 		AnonymousPlan:  planPublic,
@@ -114,6 +122,7 @@ func (a *app) init(ctx context.Context, h hooks) error {
 		{"api key and quota schema", a.gate.Bootstrap},
 		{"entitlement schema", ents.Bootstrap},
 		{"settings schema", func(ctx context.Context) error { return sqldb.Bootstrap(ctx, a.db, settingsTable) }},
+		{"sign-in link schema", a.loginLinks().Bootstrap},
 		{"market schema", func(ctx context.Context) error { return market.Bootstrap(ctx, a.db) }},
 		{"market data set", func(ctx context.Context) error {
 			loaded, err := market.LoadIfEmpty(ctx, a.db)
@@ -139,9 +148,23 @@ func (a *app) init(ctx context.Context, h hooks) error {
 		return &settingError{env: "RR_SESSION_SECRET", err: err}
 	}
 
-	var subs entitlement.SubscriptionReader
+	// One backend on RR_STRIPE_API_BASE for every call to Stripe: subscription
+	// reads, Checkout and Portal sessions, meter events.
+	var (
+		subs    entitlement.SubscriptionReader
+		billing entitlement.BillingConfig
+		backend = entitlement.NewStripeBackend(a.cfg.StripeAPIBase, nil, a.log)
+	)
 	if a.cfg.StripeAPIKey != "" {
-		subs = entitlement.StripeReader(a.cfg.StripeAPIKey, nil)
+		subs = entitlement.StripeReader(a.cfg.StripeAPIKey, backend)
+		page := a.cfg.PublicURL + web.PagePath
+		billing = entitlement.BillingConfig{
+			APIKey:     a.cfg.StripeAPIKey,
+			Backend:    backend,
+			SuccessURL: page + "?checkout=success",
+			CancelURL:  page + "?checkout=cancel",
+			ReturnURL:  page,
+		}
 	}
 	a.ent, err = entitlement.New(ents, entitlement.Config{
 		Catalog:       a.cfg.Catalog,
@@ -150,12 +173,29 @@ func (a *app) init(ctx context.Context, h hooks) error {
 		Livemode:      a.cfg.Livemode,
 		SealKey:       sealKey(secret),
 		Subscriptions: subs,
+		Billing:       billing,
+		RotateGrace:   a.cfg.RotateGrace,
 		Now:           a.clock,
 		Logger:        a.log,
 		Observe:       h.observeWebhook,
 	})
 	if err != nil {
 		return &settingError{env: "RR_STRIPE_WEBHOOK_SECRET", err: err}
+	}
+	if a.cfg.MeterEvent != "" && a.cfg.StripeAPIKey != "" {
+		a.reporter, err = entitlement.NewReporter(ents, entitlement.ReporterConfig{
+			EventName: a.cfg.MeterEvent,
+			APIKey:    a.cfg.StripeAPIKey,
+			Backend:   backend,
+			Customers: ents,
+			Grace:     a.cfg.MeterGrace,
+			Interval:  a.cfg.MeterInterval,
+			Now:       a.clock,
+			Logger:    a.log,
+		})
+		if err != nil {
+			return &settingError{env: "RR_STRIPE_METER_EVENT", err: err}
+		}
 	}
 	return nil
 }

@@ -6,10 +6,12 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/releaseradar/tollgate"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/session"
 	"github.com/releaseradar/tollgate/entitlement"
 	"github.com/releaseradar/tollgate/ratelimit"
@@ -41,8 +43,14 @@ var settings = func() []setting {
 			"comma-separated Stripe price IDs that grant " + plan})
 	}
 	return append(list,
-		setting{"RR_STRIPE_API_KEY", "stripe-api-key", "", "lets the server re-read subscriptions from Stripe"},
+		setting{"RR_STRIPE_API_KEY", "stripe-api-key", "", "sk_… or rk_… key: re-reads subscriptions, starts Checkout and Customer Portal sessions, sends meter events"},
 		setting{"RR_STRIPE_LIVEMODE", "stripe-livemode", "false", "true to accept live-mode events instead of test-mode ones"},
+		setting{"RR_STRIPE_API_BASE", "stripe-api-base", "", "base URL of the Stripe API (default Stripe's own, https://api.stripe.com; tests point it at stripe-mock)"},
+		setting{"RR_STRIPE_METER_EVENT", "stripe-meter-event", "", "event name of the Stripe Billing Meter the calls served are reported to (with RR_STRIPE_API_KEY)"},
+		setting{"RR_STRIPE_METER_INTERVAL", "stripe-meter-interval", "30s", "how often closed minutes of usage are reported to the meter (Go duration)"},
+		setting{"RR_STRIPE_METER_GRACE", "stripe-meter-grace", "1m", "how long after a minute ends its usage is reported, so late writes make it (Go duration, at least 1s)"},
+		setting{"RR_PUBLIC_URL", "public-url", "", "the server's public base URL, for Checkout's and the Customer Portal's return links (default http:// and RR_ADDR)"},
+		setting{"RR_ROTATE_GRACE", "rotate-grace", "0s", "how long a key replaced by a Stripe plan change keeps working (Go duration, at most 168h; 0 revokes it at once)"},
 		setting{"RR_SESSION_SECRET", "session-secret", "", "HMAC secret of dashboard tokens (at least 32 bytes); generated once and kept in the database when unset"},
 		setting{"RR_LOG_FORMAT", "log-format", "text", "text or json"},
 		setting{"RR_REQUEST_TIMEOUT", "request-timeout", "10s", "how long a request may wait on the database or Redis before it is answered 503 (Go duration)"},
@@ -64,8 +72,18 @@ type config struct {
 	WebhookSecret  string
 	StripeAPIKey   string
 	Livemode       bool
-	SessionSecret  []byte // nil: kept in the database
-	LogFormat      string
+	// StripeAPIBase is the base URL of the Stripe API; "" means Stripe's own.
+	StripeAPIBase string
+	// MeterEvent is the Billing Meter's event name; "" reports no usage.
+	MeterEvent string
+	// MeterInterval and MeterGrace time the meter reporter's passes.
+	MeterInterval, MeterGrace time.Duration
+	// PublicURL is the server's public base URL, without a trailing slash.
+	PublicURL string
+	// RotateGrace is how long a key replaced by a Stripe plan change keeps working.
+	RotateGrace   time.Duration
+	SessionSecret []byte // nil: kept in the database
+	LogFormat     string
 	// RequestTimeout bounds the time a request may spend waiting on dependencies.
 	RequestTimeout time.Duration
 	// CacheTTL is how long the market's answers are reused; 0 means never.
@@ -106,6 +124,9 @@ func loadConfig(lookup func(env string) string) (config, error) {
 		RedisPrefix:   get("RR_REDIS_PREFIX"),
 		WebhookSecret: get("RR_STRIPE_WEBHOOK_SECRET"),
 		StripeAPIKey:  get("RR_STRIPE_API_KEY"),
+		StripeAPIBase: strings.TrimSuffix(get("RR_STRIPE_API_BASE"), "/"),
+		MeterEvent:    get("RR_STRIPE_METER_EVENT"),
+		PublicURL:     strings.TrimSuffix(get("RR_PUBLIC_URL"), "/"),
 		LogFormat:     get("RR_LOG_FORMAT"),
 	}
 	for _, env := range []string{"RR_ADDR", "RR_ADMIN_ADDR"} {
@@ -215,12 +236,52 @@ func loadConfig(lookup func(env string) string) (config, error) {
 	} else {
 		c.CacheTTL = d
 	}
+	if c.StripeAPIBase != "" && !absoluteURL(c.StripeAPIBase) {
+		return config{}, bad("RR_STRIPE_API_BASE", "want an absolute http(s) URL such as https://api.stripe.com")
+	}
+	if c.MeterEvent != "" && !meterEventName.MatchString(c.MeterEvent) {
+		return config{}, bad("RR_STRIPE_METER_EVENT", "want a meter's event name: 1 to 100 letters, digits, '_', '-' or '.'")
+	}
+	if d, err := time.ParseDuration(get("RR_STRIPE_METER_INTERVAL")); err != nil || d < time.Second {
+		return config{}, bad("RR_STRIPE_METER_INTERVAL", "want a Go duration of at least 1s, such as 30s")
+	} else {
+		c.MeterInterval = d
+	}
+	if d, err := time.ParseDuration(get("RR_STRIPE_METER_GRACE")); err != nil || d < time.Second {
+		return config{}, bad("RR_STRIPE_METER_GRACE", "want a Go duration of at least 1s, such as 1m")
+	} else {
+		c.MeterGrace = d
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.Addr
+	} else if !absoluteURL(c.PublicURL) {
+		return config{}, bad("RR_PUBLIC_URL", "want an absolute http(s) URL without query, such as https://api.example.com")
+	}
+	if d, err := time.ParseDuration(get("RR_ROTATE_GRACE")); err != nil || d < 0 || d > maxRotateGrace {
+		return config{}, bad("RR_ROTATE_GRACE", "want a Go duration from 0 to 168h, such as 1h")
+	} else {
+		c.RotateGrace = d
+	}
 	switch c.LogFormat {
 	case "text", "json":
 	default:
 		return config{}, bad("RR_LOG_FORMAT", "want text or json, not %q", c.LogFormat)
 	}
 	return c, nil
+}
+
+// maxRotateGrace is the longest RR_ROTATE_GRACE: the longest grace a rotation
+// takes (tollgate.MaxGrace).
+const maxRotateGrace = tollgate.MaxGrace
+
+// meterEventName is what Stripe accepts as a Billing Meter's event name.
+var meterEventName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}$`)
+
+// absoluteURL reports whether s is an absolute http(s) URL with a host and
+// neither query nor fragment.
+func absoluteURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.RawQuery == "" && u.Fragment == "" && !u.ForceQuery
 }
 
 // validAddr accepts HOST:PORT with a numeric port (0 picks a free one).

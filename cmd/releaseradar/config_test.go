@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func envOf(kv ...string) func(string) string {
@@ -91,6 +92,18 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"RR_STRIPE_API_KEY", "pk_test_123"},
 		{"RR_SESSION_SECRET", "too short"},
 		{"RR_LOG_FORMAT", "xml"},
+		{"RR_STRIPE_API_BASE", "localhost:12111"},
+		{"RR_STRIPE_API_BASE", "ftp://stripe.example"},
+		{"RR_STRIPE_METER_EVENT", "api calls"},
+		{"RR_STRIPE_METER_EVENT", strings.Repeat("a", 101)},
+		{"RR_STRIPE_METER_INTERVAL", "0s"},
+		{"RR_STRIPE_METER_INTERVAL", "often"},
+		{"RR_STRIPE_METER_GRACE", "500ms"},
+		{"RR_PUBLIC_URL", "api.example.com"},
+		{"RR_PUBLIC_URL", "https://api.example.com/?x=1"},
+		{"RR_ROTATE_GRACE", "-1h"},
+		{"RR_ROTATE_GRACE", "169h"},
+		{"RR_ROTATE_GRACE", "a day"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
@@ -106,6 +119,32 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 				t.Fatalf("error %q spans lines", err)
 			}
 		})
+	}
+}
+
+func TestConfigBillingSettings(t *testing.T) {
+	t.Parallel()
+	c, err := loadConfig(envOf("RR_ADDR", "127.0.0.1:9000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PublicURL != "http://127.0.0.1:9000" || c.StripeAPIBase != "" || c.MeterEvent != "" || c.MeterInterval != 30*time.Second || c.MeterGrace != time.Minute || c.RotateGrace != 0 {
+		t.Errorf("defaults: %+v", c)
+	}
+	c, err = loadConfig(envOf(
+		"RR_PUBLIC_URL", "https://api.example.com/",
+		"RR_STRIPE_API_BASE", "http://127.0.0.1:12111/",
+		"RR_STRIPE_METER_EVENT", "api_calls",
+		"RR_STRIPE_METER_INTERVAL", "2s",
+		"RR_STRIPE_METER_GRACE", "3s",
+		"RR_ROTATE_GRACE", "24h",
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PublicURL != "https://api.example.com" || c.StripeAPIBase != "http://127.0.0.1:12111" || c.MeterEvent != "api_calls" ||
+		c.MeterInterval != 2*time.Second || c.MeterGrace != 3*time.Second || c.RotateGrace != 24*time.Hour {
+		t.Errorf("values: %+v", c)
 	}
 }
 

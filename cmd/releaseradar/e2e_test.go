@@ -150,6 +150,7 @@ func start(t *testing.T, bin string, env []string) *instance {
 	in.cmd = exec.Command(bin, "serve")
 	in.cmd.Env = env
 	in.cmd.Dir = t.TempDir()
+	in.cmd.SysProcAttr = childAttr()
 	stderr, err := in.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/releaseradar/tollgate"
+	"github.com/releaseradar/tollgate/entitlement"
 	"github.com/releaseradar/tollgate/internal/problem"
 	"github.com/releaseradar/tollgate/ratelimit"
 )
@@ -59,14 +60,18 @@ func (e *errorWriter) write(w http.ResponseWriter, r *http.Request, err error) {
 const (
 	depDatabase = "database"
 	depRedis    = "redis"
+	depStripe   = "stripe"
 )
 
 // dependencyOf names the dependency a failed request waited on: the burst
 // limiter's store is Redis (it fails a request only when it fails closed);
 // everything else the server stores is in the database.
 func dependencyOf(err error) string {
-	if errors.Is(err, ratelimit.ErrUnavailable) {
+	switch {
+	case errors.Is(err, ratelimit.ErrUnavailable):
 		return depRedis
+	case errors.Is(err, entitlement.ErrStripe):
+		return depStripe
 	}
 	return depDatabase
 }

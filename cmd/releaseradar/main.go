@@ -8,6 +8,8 @@
 //	releaseradar admin grant --user ID --plan pro|team [--limit N]
 //	releaseradar admin token --user ID [--ttl 24h]
 //	releaseradar admin revoke --user ID
+//	releaseradar admin login-link --user ID [--ttl 15m]
+//	releaseradar admin usage [--user ID] [--from DATE] [--to DATE]
 //
 // Every setting is an environment variable (RR_ADDR, RR_DATABASE_URL, …; see the
 // README); serve's flags mirror them.

@@ -91,7 +91,7 @@ func newObserver(log *slog.Logger, plans []string, anonymous string, reg prometh
 		}),
 		burst: make(map[burstLabels]prometheus.Counter),
 	}
-	for _, d := range []string{depDatabase, depRedis} {
+	for _, d := range []string{depDatabase, depRedis, depStripe} {
 		o.dependencies.WithLabelValues(d)
 	}
 	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{

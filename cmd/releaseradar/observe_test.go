@@ -20,6 +20,8 @@ import (
 	"github.com/releaseradar/tollgate/apikey"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/market"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/session"
+	"github.com/releaseradar/tollgate/entitlement"
+	"github.com/releaseradar/tollgate/ratelimit"
 )
 
 func newTestObserver(t *testing.T, format string) (*observer, *bytes.Buffer) {
@@ -228,5 +230,19 @@ func TestPanicBecomesLogged500(t *testing.T) {
 	log := buf.String()
 	if !strings.Contains(log, `"msg":"handler panicked"`) || !strings.Contains(log, `"panic":"boom"`) || !strings.Contains(log, `"status":500`) {
 		t.Fatalf("log %s", log)
+	}
+}
+
+// Each failure is counted against the dependency it waited on.
+func TestDependencyOf(t *testing.T) {
+	t.Parallel()
+	for err, want := range map[error]string{
+		fmt.Errorf("%w: %w", tollgate.ErrUnavailable, ratelimit.ErrUnavailable): depRedis,
+		fmt.Errorf("checkout: %w", entitlement.ErrStripe):                       depStripe,
+		fmt.Errorf("%w: %w", tollgate.ErrUnavailable, errors.New("pq: gone")):   depDatabase,
+	} {
+		if got := dependencyOf(err); got != want {
+			t.Errorf("dependencyOf(%v) = %q, want %q", err, got, want)
+		}
 	}
 }

@@ -20,16 +20,15 @@ import (
 // handler builds the public API: routes, the gate, CORS, access log and metrics.
 func (s *server) handler() http.Handler {
 	api := s.market
-	dash := &dashboard{
-		keys:   s.app.keys,
-		gate:   s.app.gate,
-		spend:  s.app.gate.SpendAddress,
-		reveal: s.app.ent,
-		verify: s.app.signer.Verify,
-		fail:   s.errs.write,
-		now:    s.app.now,
-		cycle:  cycle,
-	}
+	dash := s.app.gate.Dashboard(tollgate.DashboardConfig{
+		User:    s.dashboardUser,
+		Billing: s.app.ent,
+		Ledger:  s.app.ents,
+		Now:     s.app.clock,
+		OnError: s.errs.write,
+		// A cookie-authenticated POST must come from the server's own origin.
+		Protect: web.RequireOrigin(web.Config{OnError: s.errs.write}),
+	})
 
 	r := mux.NewRouter()
 	r.Use(noteRoute)
@@ -53,9 +52,12 @@ func (s *server) handler() http.Handler {
 	route("/companies/{ticker}", pro(http.HandlerFunc(api.Company)), http.MethodGet)
 	route("/portfolio/impact", limitBody(market.MaxBodyBytes, s.errs.write, team(http.HandlerFunc(api.PortfolioImpact))), http.MethodPost)
 
-	r.Handle("/keys", dash.handler(dash.list)).Methods(http.MethodGet)
-	r.Handle("/keys/rotate", dash.handler(dash.rotate)).Methods(http.MethodPost)
-	r.Handle("/keys/reveal", dash.handler(dash.revealKey)).Methods(http.MethodPost)
+	r.Handle("/keys", dash.Keys()).Methods(http.MethodGet)
+	r.Handle("/keys/rotate", limitBody(tollgate.MaxDashboardBody, s.errs.write, dash.Rotate())).Methods(http.MethodPost)
+	r.Handle("/keys/reveal", dash.Reveal()).Methods(http.MethodPost)
+	r.Handle("/keys/usage", dash.Usage()).Methods(http.MethodGet)
+	r.Handle("/billing/checkout", limitBody(tollgate.MaxDashboardBody, s.errs.write, dash.Checkout())).Methods(http.MethodPost)
+	r.Handle("/billing/portal", dash.Portal()).Methods(http.MethodPost)
 
 	r.Handle("/billing/webhook", s.app.ent).Methods(http.MethodPost)
 	r.Handle("/openapi.json", openapi.Handler()).Methods(http.MethodGet, http.MethodHead)
@@ -63,6 +65,7 @@ func (s *server) handler() http.Handler {
 		OnError:    s.errs.write,
 		TrustProxy: s.trustProxy(),
 		OnBadToken: s.app.gate.SpendAddress,
+		Login:      s.app.signInLink,
 	}))
 	r.Handle("/", http.RedirectHandler(web.PagePath, http.StatusFound)).Methods(http.MethodGet, http.MethodHead)
 
@@ -81,6 +84,19 @@ func (s *server) handler() http.Handler {
 		MaxAge:           600,
 	})
 	return s.obs.Handle(c.Handler(withTimeout(s.app.cfg.RequestTimeout, r)))
+}
+
+// dashboardUser is the dashboard's sign-in: the user of the session token the
+// request carries (Authorization: Bearer, or the rr_session cookie the account
+// page sets). A missing token is errNoSession, a bad one session.ErrInvalid: both
+// 401, after the request spent its address's burst budget (tollgate.Dashboard
+// does), so that guessing tokens gets 429 as guessing API keys does.
+func (s *server) dashboardUser(r *http.Request) (string, error) {
+	token, _ := web.Token(r)
+	if token == "" {
+		return "", errNoSession
+	}
+	return s.app.signer.Verify(token)
 }
 
 // withTimeout bounds every request's context by d, so that a slow database or

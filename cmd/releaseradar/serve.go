@@ -25,6 +25,7 @@ import (
 	"github.com/releaseradar/tollgate/apikey/pqnotify"
 	aksql "github.com/releaseradar/tollgate/apikey/sqlstore"
 	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/market"
+	"github.com/releaseradar/tollgate/entitlement"
 	"github.com/releaseradar/tollgate/internal/sqldb"
 	"github.com/releaseradar/tollgate/ratelimit"
 	"github.com/releaseradar/tollgate/ratelimit/redisstore"
@@ -130,7 +131,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	go func() { errc <- adminSrv.Serve(adminLn) }()
 	s.ready.Store(true)
 	s.announce(apiLn.Addr().String(), adminLn.Addr().String())
-	go s.pruneEvents(ctx)
+	go s.prune(ctx)
+	stopReporter := s.startReporter(ctx)
 
 	var serveErr error
 	select {
@@ -148,6 +150,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := adminSrv.Shutdown(sctx); err != nil {
 		log.Error("admin shutdown", "err", err)
 	}
+	// The reporter stops before the database closes; a meter event in flight is
+	// abandoned, stays pending, and goes out with the same identifier on the next
+	// start (Stripe counts it once). What the gate still holds of the ledger is
+	// written as the app closes, and reported on the next start.
+	stopReporter()
 	log.Info("stopped")
 	return serveErr
 }
@@ -202,6 +209,9 @@ func newServer(ctx context.Context, cfg config, log *slog.Logger) (*server, erro
 	s.reg.MustRegister(collectors.NewDBStatsCollector(a.db.DB, "releaseradar"))
 	s.reg.MustRegister(limiterMetrics(a.gate.Limiter())...)
 	s.reg.MustRegister(gateMetrics(a.gate, s.obs)...)
+	if a.reporter != nil {
+		s.reg.MustRegister(reporterMetrics(a.reporter)...)
+	}
 	if sqldb.IsPostgres(a.db) {
 		// Key changes of every replica reach this one's cache through LISTEN/NOTIFY;
 		// while the channel is down the cache keeps entries one second at most.
@@ -304,8 +314,14 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 // deduplication; Stripe retries an event for up to three days.
 const eventRetention = 30 * 24 * time.Hour
 
-// pruneEvents forgets old processed webhook event IDs at start and then daily.
-func (s *server) pruneEvents(ctx context.Context) {
+// usageRetention is how long the usage ledger's minutes and the meter reports are
+// kept: beyond the account page's 90 days and Stripe's 35, for `admin usage` to
+// compare a year and its last month.
+const usageRetention = 395 * 24 * time.Hour
+
+// prune forgets old processed webhook event IDs, and ledger minutes and meter
+// reports older than usageRetention, at start and then daily.
+func (s *server) prune(ctx context.Context) {
 	tick := time.NewTicker(24 * time.Hour)
 	defer tick.Stop()
 	for {
@@ -316,11 +332,75 @@ func (s *server) pruneEvents(ctx context.Context) {
 		case n > 0:
 			s.log.Info("pruned processed webhook events", "count", n)
 		}
+		minutes, reports, err := s.app.ents.PruneUsage(ctx, s.app.now().Add(-usageRetention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Warn("pruning the usage ledger failed", "err", err)
+		case minutes > 0 || reports > 0:
+			s.log.Info("pruned the usage ledger", "minutes", minutes, "reports", reports)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
+	}
+}
+
+// startReporter runs the meter reporter, when there is one, until ctx ends or the
+// returned function is called; that function returns once the reporter has
+// stopped.
+func (s *server) startReporter(ctx context.Context) (stop func()) {
+	cfg := s.app.cfg
+	if s.app.reporter == nil {
+		if cfg.MeterEvent != "" {
+			s.log.Warn("RR_STRIPE_METER_EVENT is set without RR_STRIPE_API_KEY: usage is not reported to Stripe")
+		}
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.app.reporter.Run(ctx) // returns ctx's error
+	}()
+	s.log.Info("reporting usage to the Stripe Billing Meter", "event_name", cfg.MeterEvent,
+		"interval", cfg.MeterInterval.String(), "grace", cfg.MeterGrace.String())
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// reporterMetrics exports the meter reporter's counters.
+func reporterMetrics(r *entitlement.Reporter) []prometheus.Collector {
+	counter := func(name, help string, f func(entitlement.ReporterStats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(r.Stats())) })
+	}
+	return []prometheus.Collector{
+		counter("tollgate_meter_events_sent_total", "Meter events Stripe accepted (resends it already had included).",
+			func(s entitlement.ReporterStats) uint64 { return s.Sent }),
+		counter("tollgate_meter_events_duplicate_total", "Of the events sent, resends Stripe already had (counted once by Stripe).",
+			func(s entitlement.ReporterStats) uint64 { return s.Duplicates }),
+		counter("tollgate_meter_events_failed_total", "Meter event sends that failed; each is retried with backoff.",
+			func(s entitlement.ReporterStats) uint64 { return s.Failed }),
+		counter("tollgate_meter_reports_abandoned_total", "Reports given up: older than Stripe accepts.",
+			func(s entitlement.ReporterStats) uint64 { return s.Abandoned }),
+		counter("tollgate_meter_reports_unbilled_total", "Claims of calls of users without a Stripe customer, never sent.",
+			func(s entitlement.ReporterStats) uint64 { return s.Unbilled }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tollgate_meter_pending",
+			Help: "The reporter's backlog after its last pass: closed ledger minutes not claimed yet plus reports not sent yet.",
+		}, func() float64 { return float64(r.Stats().Pending) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tollgate_meter_last_pass_timestamp_seconds",
+			Help: "When the reporter's last pass ended, in unix seconds (0 before the first).",
+		}, func() float64 {
+			if t := r.Stats().LastPass; !t.IsZero() {
+				return float64(t.UnixNano()) / 1e9
+			}
+			return 0
+		}),
 	}
 }
 

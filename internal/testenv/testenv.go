@@ -1,6 +1,7 @@
 // Package testenv gives tests isolated backends: a fresh PostgreSQL schema, a SQLite
-// file in t.TempDir(), and a Redis key prefix. A backend whose URL is not set skips
-// the test with a clear message, or fails it when CI=true.
+// file in t.TempDir(), a Redis key prefix, and a stripe-mock of their own. A backend
+// whose URL (or binary) is not set skips the test with a clear message, or fails it
+// when CI=true.
 package testenv
 
 import (
@@ -8,11 +9,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq" // PostgreSQL driver for tests
@@ -202,4 +207,77 @@ func (b *Buffer) Reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.buf.Reset()
+}
+
+// StripeMockEnv names the variable holding the path of the stripe-mock binary
+// (go install github.com/stripe/stripe-mock@v0.203.0).
+const StripeMockEnv = "TOLLGATE_TEST_STRIPE_MOCK"
+
+var stripeListening = regexp.MustCompile(`Listening for HTTP at address: (\S+)\r?\n`)
+
+// StripeMock runs stripe-mock (Stripe's API served from Stripe's own OpenAPI
+// description, stateless: every object comes back as its fixture) on free
+// loopback ports until the test ends, and returns its HTTP base URL,
+// http://127.0.0.1:PORT. It skips the test without TOLLGATE_TEST_STRIPE_MOCK, or
+// fails it when CI=true.
+func StripeMock(t testing.TB) string {
+	t.Helper()
+	bin := need(t, StripeMockEnv, "stripe-mock")
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &stripeOutput{addr: make(chan string, 1)}
+	cmd := exec.CommandContext(ctx, bin, "-http-addr", "127.0.0.1:0", "-https-addr", "127.0.0.1:0")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("testenv: start %s: %v", bin, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-exited
+	})
+	var base string
+	select {
+	case a := <-out.addr:
+		base = "http://" + a
+	case <-exited:
+		t.Fatalf("testenv: stripe-mock exited before listening: %s", out.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("testenv: stripe-mock did not say where it listens within 30 s: %s", out.String())
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/v1/customers/cus_ready")
+		if err == nil {
+			resp.Body.Close()
+			return base
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: stripe-mock at %s does not answer: %v", base, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stripeOutput collects stripe-mock's output and reports the HTTP address it
+// prints.
+type stripeOutput struct {
+	Buffer
+	addr chan string
+	sent bool
+}
+
+func (o *stripeOutput) Write(p []byte) (int, error) {
+	n, err := o.Buffer.Write(p)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if m := stripeListening.FindSubmatch(o.buf.Bytes()); m != nil && !o.sent {
+		o.sent = true
+		o.addr <- string(m[1])
+	}
+	return n, err
 }

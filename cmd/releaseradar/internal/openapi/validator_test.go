@@ -150,11 +150,12 @@ func TestValidator(t *testing.T) {
 		{name: "dashboard, cookie", method: "GET", target: "/keys", reqHeader: []string{"Cookie", "rr_session=tok"},
 			status: 200, header: http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}},
 			body: `{"user_id":"u","keys":[{"id":"key_1","masked":"****…abcd","plan":"pro","status":"active","monthly_call_limit":10000,` +
-				`"calls_used":3,"cycle_start":"2026-05-01T00:00:00Z","cycle_resets_at":"2026-05-31T00:00:00Z","created_at":"2026-05-01T00:00:00Z","last_used_at":null}],"reveal_pending":false}`},
+				`"calls_used":3,"cycle_start":"2026-05-01T00:00:00Z","cycle_resets_at":"2026-05-31T00:00:00Z","created_at":"2026-05-01T00:00:00Z","last_used_at":null,"burst_limit":600,"burst_window_seconds":60}],"reveal_pending":false,` +
+				`"plans":[{"name":"pro","monthly_call_limit":10000,"burst_limit":600,"burst_window_seconds":60},{"name":"team","monthly_call_limit":100000}]}`},
 		{name: "dashboard, raw key in the list", method: "GET", target: "/keys", reqHeader: []string{"Authorization", "Bearer tok"},
 			status: 200, header: http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}},
 			body: `{"user_id":"u","keys":[{"id":"key_1","masked":"rr_live_abcdefgh","plan":"pro","status":"active","monthly_call_limit":10000,` +
-				`"calls_used":3,"cycle_start":"2026-05-01T00:00:00Z","cycle_resets_at":"2026-05-31T00:00:00Z","created_at":"2026-05-01T00:00:00Z","last_used_at":null}],"reveal_pending":false}`,
+				`"calls_used":3,"cycle_start":"2026-05-01T00:00:00Z","cycle_resets_at":"2026-05-31T00:00:00Z","created_at":"2026-05-01T00:00:00Z","last_used_at":null}],"reveal_pending":false,"plans":[]}`,
 			wantReason: "/keys/0/masked"},
 		{name: "rotate with a grace period", method: "POST", target: "/keys/rotate",
 			reqHeader: []string{"Authorization", "Bearer tok", "Content-Type", "application/json"}, reqBody: `{"grace_seconds":3600}`,
