@@ -47,6 +47,7 @@ var settings = func() []setting {
 		setting{"RR_STRIPE_LIVEMODE", "stripe-livemode", "false", "true to accept live-mode events instead of test-mode ones"},
 		setting{"RR_STRIPE_API_BASE", "stripe-api-base", "", "base URL of the Stripe API (default Stripe's own, https://api.stripe.com; tests point it at stripe-mock)"},
 		setting{"RR_STRIPE_METER_EVENT", "stripe-meter-event", "", "event name of the Stripe Billing Meter the calls served are reported to (with RR_STRIPE_API_KEY)"},
+		setting{"RR_STRIPE_METERED_PRICE", "stripe-metered-price", "", "a metered Stripe price on that meter (price_…) that Checkout adds to the subscription of every plan it sells, so the usage reported is billed (overage tiers)"},
 		setting{"RR_STRIPE_METER_INTERVAL", "stripe-meter-interval", "30s", "how often closed minutes of usage are reported to the meter (Go duration)"},
 		setting{"RR_STRIPE_METER_GRACE", "stripe-meter-grace", "1m", "how long after a minute ends its usage is reported, so late writes make it (Go duration, at least 1s)"},
 		setting{"RR_PUBLIC_URL", "public-url", "", "the server's public base URL, for Checkout's and the Customer Portal's return links (default http:// and RR_ADDR)"},
@@ -208,6 +209,20 @@ func loadConfig(lookup func(env string) string) (config, error) {
 			p.Prices = append(p.Prices, id)
 		}
 		c.Catalog[plan] = p
+	}
+	if m := strings.TrimSpace(get("RR_STRIPE_METERED_PRICE")); m != "" {
+		if !strings.HasPrefix(m, "price_") || strings.ContainsAny(m, ", ") {
+			return config{}, bad("RR_STRIPE_METERED_PRICE", "want one Stripe price ID starting with price_")
+		}
+		if plan, dup := granted[m]; dup {
+			return config{}, bad("RR_STRIPE_METERED_PRICE", "price %q already grants %s; the metered price bills usage beside it", m, plan)
+		}
+		for _, plan := range paidPlans(c.Catalog) {
+			if p := c.Catalog[plan]; len(p.Prices) > 0 { // a plan Checkout sells
+				p.MeteredPrice = m
+				c.Catalog[plan] = p
+			}
+		}
 	}
 	if err := c.Catalog.Validate(); err != nil {
 		return config{}, bad("RR_PLAN_RATES", "%v", err)

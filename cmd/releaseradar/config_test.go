@@ -104,6 +104,8 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"RR_ROTATE_GRACE", "-1h"},
 		{"RR_ROTATE_GRACE", "169h"},
 		{"RR_ROTATE_GRACE", "a day"},
+		{"RR_STRIPE_METERED_PRICE", "usage"},
+		{"RR_STRIPE_METERED_PRICE", "price_a,price_b"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
@@ -145,6 +147,27 @@ func TestConfigBillingSettings(t *testing.T) {
 	if c.PublicURL != "https://api.example.com" || c.StripeAPIBase != "http://127.0.0.1:12111" || c.MeterEvent != "api_calls" ||
 		c.MeterInterval != 2*time.Second || c.MeterGrace != 3*time.Second || c.RotateGrace != 24*time.Hour {
 		t.Errorf("values: %+v", c)
+	}
+}
+
+// The metered price is added to every plan for sale, and may not grant one.
+func TestConfigMeteredPrice(t *testing.T) {
+	t.Parallel()
+	c, err := loadConfig(envOf("RR_STRIPE_PRICE_PRO", "price_pro", "RR_STRIPE_METERED_PRICE", "price_overage"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Catalog[planPro].MeteredPrice; got != "price_overage" {
+		t.Errorf("pro: metered price %q", got)
+	}
+	for _, plan := range []string{planTeam, planPublic} { // not for sale
+		if got := c.Catalog[plan].MeteredPrice; got != "" {
+			t.Errorf("%s: metered price %q", plan, got)
+		}
+	}
+	_, err = loadConfig(envOf("RR_STRIPE_PRICE_PRO", "price_pro", "RR_STRIPE_METERED_PRICE", "price_pro"))
+	if err == nil || !strings.HasPrefix(err.Error(), "RR_STRIPE_METERED_PRICE: ") {
+		t.Fatalf("a metered price that grants pro: %v", err)
 	}
 }
 
