@@ -7,6 +7,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -143,6 +144,10 @@ func bootstrap(ctx context.Context, db *sqlx.DB, tables []Table) error {
 		}
 		tx := Q(ctx, db)
 		pg := IsPostgres(db)
+		indexes, err := indexNames(ctx, tx, pg)
+		if err != nil {
+			return err
+		}
 		for _, t := range tables {
 			if _, err := tx.ExecContext(ctx, t.Create); err != nil {
 				return fmt.Errorf("sqldb: create %s: %w", t.Name, err)
@@ -169,6 +174,14 @@ func bootstrap(ctx context.Context, db *sqlx.DB, tables []Table) error {
 				}
 			}
 			for _, ix := range t.Indexes {
+				// CREATE INDEX IF NOT EXISTS locks the table against writes before it
+				// looks for the index, so on a live database an index that exists is
+				// skipped here: a bootstrap of an up-to-date schema (every admin
+				// command, every replica's start) must not queue behind, or deadlock
+				// with, the transactions of replicas that are serving.
+				if m := indexName.FindStringSubmatch(ix); m != nil && indexes[strings.ToLower(m[1])] {
+					continue
+				}
 				if _, err := tx.ExecContext(ctx, ix); err != nil {
 					return fmt.Errorf("sqldb: index on %s: %w", t.Name, err)
 				}
@@ -176,6 +189,27 @@ func bootstrap(ctx context.Context, db *sqlx.DB, tables []Table) error {
 		}
 		return nil
 	})
+}
+
+// indexName finds the index's name in a CREATE INDEX IF NOT EXISTS statement.
+var indexName = regexp.MustCompile(`(?i)^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+"?(\w+)"?`)
+
+// indexNames returns the lower-cased names of the indexes in the current schema
+// (PostgreSQL) or database (SQLite).
+func indexNames(ctx context.Context, q Querier, pg bool) (map[string]bool, error) {
+	query := `SELECT name FROM sqlite_master WHERE type = 'index'`
+	if pg {
+		query = `SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()`
+	}
+	var names []string
+	if err := q.SelectContext(ctx, &names, query); err != nil {
+		return nil, fmt.Errorf("sqldb: list indexes: %w", err)
+	}
+	have := make(map[string]bool, len(names))
+	for _, n := range names {
+		have[strings.ToLower(n)] = true
+	}
+	return have, nil
 }
 
 // schemaLock is the PostgreSQL advisory lock every schema change of tollgate's

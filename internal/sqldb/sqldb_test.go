@@ -132,6 +132,34 @@ func TestBootstrapConcurrent(t *testing.T) {
 	}
 }
 
+// A bootstrap of an up-to-date schema takes no lock that waits for the writers of
+// a live database: every admin command and every replica's start runs one while
+// other replicas are serving, and CREATE INDEX IF NOT EXISTS alone would queue
+// behind (or deadlock with) their open transactions.
+func TestBootstrapUpToDateDoesNotWaitForWriters(t *testing.T) {
+	t.Parallel()
+	url := testenv.PostgresURL(t)
+	db := testenv.OpenPostgres(t, url)
+	ctx := context.Background()
+	if err := sqldb.Bootstrap(ctx, db, legacy); err != nil {
+		t.Fatal(err)
+	}
+	writer, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = writer.Rollback() }()
+	if _, err := writer.ExecContext(ctx, `INSERT INTO widgets (id, name) VALUES ('w', 'busy')`); err != nil {
+		t.Fatal(err)
+	}
+	other := testenv.OpenPostgres(t, url)
+	bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := sqldb.Bootstrap(bctx, other, legacy); err != nil {
+		t.Fatalf("bootstrap beside an open write transaction: %v", err)
+	}
+}
+
 func TestIsUniqueViolationIgnoresOtherErrors(t *testing.T) {
 	t.Parallel()
 	db := testenv.SQLite(t)
