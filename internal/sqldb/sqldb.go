@@ -121,7 +121,9 @@ type Table struct {
 	Create string
 	// Columns are the columns an older copy of the table may lack.
 	Columns []Column
-	// Indexes are CREATE [UNIQUE] INDEX IF NOT EXISTS statements.
+	// Indexes are CREATE [UNIQUE] INDEX IF NOT EXISTS name … statements; Bootstrap
+	// runs only those whose index is missing and refuses a statement of any other
+	// form.
 	Indexes []string
 }
 
@@ -179,7 +181,11 @@ func bootstrap(ctx context.Context, db *sqlx.DB, tables []Table) error {
 				// skipped here: a bootstrap of an up-to-date schema (every admin
 				// command, every replica's start) must not queue behind, or deadlock
 				// with, the transactions of replicas that are serving.
-				if m := indexName.FindStringSubmatch(ix); m != nil && indexes[strings.ToLower(m[1])] {
+				m := indexName.FindStringSubmatch(ix)
+				if m == nil {
+					return fmt.Errorf("sqldb: index on %s: want CREATE [UNIQUE] INDEX IF NOT EXISTS name …, got %.60q", t.Name, ix)
+				}
+				if indexes[strings.ToLower(m[1])] {
 					continue
 				}
 				if _, err := tx.ExecContext(ctx, ix); err != nil {

@@ -2,6 +2,7 @@ package sqldb_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,6 +158,20 @@ func TestBootstrapUpToDateDoesNotWaitForWriters(t *testing.T) {
 	defer cancel()
 	if err := sqldb.Bootstrap(bctx, other, legacy); err != nil {
 		t.Fatalf("bootstrap beside an open write transaction: %v", err)
+	}
+}
+
+func TestBootstrapRefusesAnIndexWithoutItsName(t *testing.T) {
+	t.Parallel()
+	db := testenv.SQLite(t)
+	bad := legacy
+	bad.Indexes = []string{`CREATE INDEX widgets_size ON widgets (size)`}
+	err := sqldb.Bootstrap(context.Background(), db, bad)
+	if err == nil || !strings.Contains(err.Error(), "IF NOT EXISTS") {
+		t.Fatalf("bootstrap with a bare CREATE INDEX: %v, want it refused", err)
+	}
+	if cols, err := sqldb.Columns(context.Background(), db, "widgets"); err == nil && len(cols) > 0 {
+		t.Fatalf("the refused bootstrap left a widgets table behind: %v", cols)
 	}
 }
 
