@@ -121,9 +121,9 @@ type Table struct {
 	Create string
 	// Columns are the columns an older copy of the table may lack.
 	Columns []Column
-	// Indexes are CREATE [UNIQUE] INDEX IF NOT EXISTS name … statements; Bootstrap
-	// runs only those whose index is missing and refuses a statement of any other
-	// form.
+	// Indexes are the table's CREATE [UNIQUE] INDEX IF NOT EXISTS name … (or, on
+	// SQLite, CREATE TRIGGER IF NOT EXISTS name …) statements; Bootstrap runs only
+	// those whose object is missing and refuses a statement of any other form.
 	Indexes []string
 }
 
@@ -183,7 +183,7 @@ func bootstrap(ctx context.Context, db *sqlx.DB, tables []Table) error {
 				// with, the transactions of replicas that are serving.
 				m := indexName.FindStringSubmatch(ix)
 				if m == nil {
-					return fmt.Errorf("sqldb: index on %s: want CREATE [UNIQUE] INDEX IF NOT EXISTS name …, got %.60q", t.Name, ix)
+					return fmt.Errorf("sqldb: index on %s: want CREATE [UNIQUE] INDEX (or TRIGGER) IF NOT EXISTS name …, got %.60q", t.Name, ix)
 				}
 				if indexes[strings.ToLower(m[1])] {
 					continue
@@ -197,13 +197,14 @@ func bootstrap(ctx context.Context, db *sqlx.DB, tables []Table) error {
 	})
 }
 
-// indexName finds the index's name in a CREATE INDEX IF NOT EXISTS statement.
-var indexName = regexp.MustCompile(`(?i)^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+"?(\w+)"?`)
+// indexName finds the object's name in a CREATE [UNIQUE] INDEX IF NOT EXISTS or
+// CREATE TRIGGER IF NOT EXISTS statement.
+var indexName = regexp.MustCompile(`(?i)^\s*CREATE\s+(?:(?:UNIQUE\s+)?INDEX|TRIGGER)\s+IF\s+NOT\s+EXISTS\s+"?(\w+)"?`)
 
 // indexNames returns the lower-cased names of the indexes in the current schema
-// (PostgreSQL) or database (SQLite).
+// (PostgreSQL), or of the indexes and triggers in the database (SQLite).
 func indexNames(ctx context.Context, q Querier, pg bool) (map[string]bool, error) {
-	query := `SELECT name FROM sqlite_master WHERE type = 'index'`
+	query := `SELECT name FROM sqlite_master WHERE type IN ('index', 'trigger')`
 	if pg {
 		query = `SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()`
 	}
