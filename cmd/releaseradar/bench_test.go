@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/releaseradar/tollgate/cmd/releaseradar/internal/market"
 	"github.com/releaseradar/tollgate/internal/loadgen"
 	"github.com/releaseradar/tollgate/internal/testenv"
 )
@@ -29,7 +32,8 @@ const (
 
 // BenchmarkServer measures whole requests over loopback HTTP/1.1 keep-alive
 // connections (internal/loadgen: 64 by default), in one run per backend: a bare
-// net/http handler that encodes a small JSON object, then the server's real
+// net/http handler that encodes a JSON answer of the route's size (the route's
+// own answer, decoded into the same Go types), then the server's real
 // handler (routes, CORS, access log, metrics, the gate, the market query) for
 //
 //   - event: GET /events/7 with one key per connection;
@@ -82,36 +86,66 @@ func benchRoutes(b *testing.B, env map[string]string) {
 		}
 		return out
 	}
-	for _, route := range []struct{ name, path string }{
-		{"event", benchEvent},
-		{"search", benchSearch},
-		{"public_feed", "/events/public"},
+	for _, route := range []struct {
+		name, path string
+		answer     any // the route's answer as the Go value the bare handler encodes
+	}{
+		{"event", benchEvent, new(market.Event)},
+		{"search", benchSearch, new(struct {
+			Events     []market.Event `json:"events"`
+			NextCursor *string        `json:"next_cursor"`
+		})},
+		{"public_feed", "/events/public", new(struct {
+			GeneratedAt time.Time      `json:"generated_at"`
+			Events      []market.Event `json:"events"`
+		})},
 	} {
 		build := loadgen.Same(loadgen.Request{Path: route.path})
+		var rs []loadgen.Request
 		if route.name != "public_feed" {
-			build = loadgen.PerConn(reqs(route.path)...)
+			rs = reqs(route.path)
+			build = loadgen.PerConn(rs...)
 		}
+		answer(b, p.handler, route.path, rs, route.answer)
 		b.Run(route.name, func(b *testing.B) {
 			loadgen.Compare(b,
-				loadgen.Case{Handler: bareJSON(), Build: loadgen.Same(loadgen.Request{Path: "/hello"})},
+				loadgen.Case{Handler: bareJSON(route.answer), Build: loadgen.Same(loadgen.Request{Path: "/hello"})},
 				loadgen.Case{Handler: p.handler, Build: build})
 		})
 	}
 }
 
-// bareJSON is the baseline: what net/http alone costs for a small JSON answer.
-func bareJSON() http.Handler {
-	type hello struct {
-		Message string    `json:"message"`
-		At      time.Time `json:"at"`
+// answer decodes into v the server's answer to path (with the first of reqs'
+// keys, if any).
+func answer(b *testing.B, h http.Handler, path string, reqs []loadgen.Request, v any) {
+	b.Helper()
+	r := httptest.NewRequest(http.MethodGet, path, nil)
+	if len(reqs) > 0 {
+		for k, val := range reqs[0].Header {
+			r.Header.Set(k, val)
+		}
 	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != http.StatusOK {
+		b.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), v); err != nil {
+		b.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+// bareJSON is the baseline: what net/http alone costs for a JSON answer of the
+// same size, encoded on every request from the same Go value as the route's.
+func bareJSON(v any) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := json.Marshal(hello{Message: "hello", At: time.Now().UTC()})
+		body, err := json.Marshal(v)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		_, _ = w.Write(body)
 	})
 }

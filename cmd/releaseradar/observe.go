@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -214,26 +213,32 @@ func (o *observer) webhookEvent(eventType, outcome string) {
 	o.webhookEvents.WithLabelValues(eventType, outcome).Inc()
 }
 
-// routeNote is where the router records the matched route's template for the
-// access log and the metrics, which wrap the router. Identity is not kept here:
-// it is read with apikey.FromContext.
-type routeNote struct{ route string }
-
+// routeKey is the context key of the request's *statusRecorder, where the
+// matched route's handler records its template for the access log and the
+// metrics, which wrap the router. Identity is not kept there: it is read with
+// apikey.FromContext.
 type routeKey struct{}
 
-// Handle wraps the whole server: it times each request, writes one access log
-// line and counts it.
-func (o *observer) Handle(next http.Handler) http.Handler {
+// Handle wraps the whole server: it bounds each request's context by timeout (a
+// slow database or Redis then fails the request with 503, from the error table,
+// within timeout instead of piling up; 0 means no bound), times the request, writes one access
+// log line and counts it. One request copy carries all of it.
+func (o *observer) Handle(next http.Handler, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		note := &routeNote{}
-		ctx := context.WithValue(apikey.Capture(r.Context()), routeKey{}, note)
 		rec := &statusRecorder{ResponseWriter: w}
+		ctx := context.WithValue(apikey.Capture(r.Context()), routeKey{}, rec)
+		if timeout > 0 {
+			// Armed only if the request waits on something (see lazyDeadline).
+			lazy, end := withLazyDeadline(ctx, timeout)
+			defer end()
+			ctx = lazy
+		}
 		o.serve(next, rec, r.WithContext(ctx))
 		elapsed := time.Since(start)
 		status := rec.code()
 
-		route := note.route
+		route := rec.route
 		if route == "" {
 			route = "unmatched"
 			if r.Method == http.MethodOptions {
@@ -320,24 +325,23 @@ func logPath(p string) string {
 	return p
 }
 
-// noteRoute records the matched route's template; it runs as mux middleware.
-func noteRoute(next http.Handler) http.Handler {
+// named wraps the handler of the route with template tmpl so that the access log
+// and the metrics see the template (never the raw path).
+func named(tmpl string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if note, ok := r.Context().Value(routeKey{}).(*routeNote); ok {
-			if route := mux.CurrentRoute(r); route != nil {
-				if tmpl, err := route.GetPathTemplate(); err == nil {
-					note.route = tmpl
-				}
-			}
+		if rec, ok := r.Context().Value(routeKey{}).(*statusRecorder); ok {
+			rec.route = tmpl
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// statusRecorder remembers the status a handler wrote.
+// statusRecorder remembers the status a handler wrote and the template of the
+// route that served it.
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	route  string
 }
 
 func (s *statusRecorder) WriteHeader(code int) {

@@ -41,7 +41,6 @@ func TestAccessLogLine(t *testing.T) {
 			t.Parallel()
 			o, buf := newTestObserver(t, format)
 			r := mux.NewRouter()
-			r.Use(noteRoute)
 			// Stand-in for the authenticator: it puts the key's principal in the context.
 			auth := func(next http.Handler) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -49,10 +48,10 @@ func TestAccessLogLine(t *testing.T) {
 					next.ServeHTTP(w, r.WithContext(apikey.NewContext(r.Context(), p)))
 				})
 			}
-			r.Handle("/things/{id}", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Handle("/things/{id}", named("/things/{id}", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(http.StatusCreated)
-			})))
-			h := o.Handle(r)
+			}))))
+			h := o.Handle(r, 0)
 
 			req := httptest.NewRequest(http.MethodGet, "/things/42?api_key="+raw, nil)
 			req.Header.Set("x-api-key", raw)
@@ -221,7 +220,7 @@ func TestWebhookLabelsAreBounded(t *testing.T) {
 func TestPanicBecomesLogged500(t *testing.T) {
 	t.Parallel()
 	o, buf := newTestObserver(t, "json")
-	h := o.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom") }))
+	h := o.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom") }), 0)
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/x", nil))
 	if w.Code != 500 || w.Header().Get("Content-Type") != "application/problem+json" {

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/rs/cors"
@@ -31,7 +29,9 @@ func (s *server) handler() http.Handler {
 	})
 
 	r := mux.NewRouter()
-	r.Use(noteRoute)
+	// handle registers a route whose template the access log and the metrics
+	// name it by.
+	handle := func(path string, h http.Handler) *mux.Route { return r.Handle(path, named(path, h)) }
 	r.NotFoundHandler = failWith(s.errs.write, errNoRoute)
 	r.MethodNotAllowedHandler = methodNotAllowed(r, s.errs.write)
 
@@ -39,7 +39,7 @@ func (s *server) handler() http.Handler {
 	// spend the anonymous plan's budget (the access log says so).
 	route := func(path string, h http.Handler, methods ...string) {
 		s.obs.apiRoutes[path] = true
-		r.Handle(path, h).Methods(methods...)
+		handle(path, h).Methods(methods...)
 	}
 	public := s.app.gate.Public()
 	pro := s.app.gate.Require(planPro)
@@ -52,22 +52,22 @@ func (s *server) handler() http.Handler {
 	route("/companies/{ticker}", pro(http.HandlerFunc(api.Company)), http.MethodGet)
 	route("/portfolio/impact", limitBody(market.MaxBodyBytes, s.errs.write, team(http.HandlerFunc(api.PortfolioImpact))), http.MethodPost)
 
-	r.Handle("/keys", dash.Keys()).Methods(http.MethodGet)
-	r.Handle("/keys/rotate", limitBody(tollgate.MaxDashboardBody, s.errs.write, dash.Rotate())).Methods(http.MethodPost)
-	r.Handle("/keys/reveal", dash.Reveal()).Methods(http.MethodPost)
-	r.Handle("/keys/usage", dash.Usage()).Methods(http.MethodGet)
-	r.Handle("/billing/checkout", limitBody(tollgate.MaxDashboardBody, s.errs.write, dash.Checkout())).Methods(http.MethodPost)
-	r.Handle("/billing/portal", dash.Portal()).Methods(http.MethodPost)
+	handle("/keys", dash.Keys()).Methods(http.MethodGet)
+	handle("/keys/rotate", limitBody(tollgate.MaxDashboardBody, s.errs.write, dash.Rotate())).Methods(http.MethodPost)
+	handle("/keys/reveal", dash.Reveal()).Methods(http.MethodPost)
+	handle("/keys/usage", dash.Usage()).Methods(http.MethodGet)
+	handle("/billing/checkout", limitBody(tollgate.MaxDashboardBody, s.errs.write, dash.Checkout())).Methods(http.MethodPost)
+	handle("/billing/portal", dash.Portal()).Methods(http.MethodPost)
 
-	r.Handle("/billing/webhook", s.app.ent).Methods(http.MethodPost)
-	r.Handle("/openapi.json", openapi.Handler()).Methods(http.MethodGet, http.MethodHead)
-	r.PathPrefix("/account/").Handler(web.Handler(s.app.signer.Verify, web.Config{
+	handle("/billing/webhook", s.app.ent).Methods(http.MethodPost)
+	handle("/openapi.json", openapi.Handler()).Methods(http.MethodGet, http.MethodHead)
+	r.PathPrefix("/account/").Handler(named("/account/", web.Handler(s.app.signer.Verify, web.Config{
 		OnError:    s.errs.write,
 		TrustProxy: s.trustProxy(),
 		OnBadToken: s.app.gate.SpendAddress,
 		Login:      s.app.signInLink,
-	}))
-	r.Handle("/", http.RedirectHandler(web.PagePath, http.StatusFound)).Methods(http.MethodGet, http.MethodHead)
+	})))
+	handle("/", http.RedirectHandler(web.PagePath, http.StatusFound)).Methods(http.MethodGet, http.MethodHead)
 
 	allowed := make(map[string]bool, len(s.app.cfg.CORSOrigins))
 	for _, o := range s.app.cfg.CORSOrigins {
@@ -83,7 +83,7 @@ func (s *server) handler() http.Handler {
 		ExposedHeaders:   tollgate.ExposedHeaders,
 		MaxAge:           600,
 	})
-	return s.obs.Handle(c.Handler(withTimeout(s.app.cfg.RequestTimeout, r)))
+	return s.obs.Handle(c.Handler(r), s.app.cfg.RequestTimeout)
 }
 
 // dashboardUser is the dashboard's sign-in: the user of the session token the
@@ -97,17 +97,6 @@ func (s *server) dashboardUser(r *http.Request) (string, error) {
 		return "", errNoSession
 	}
 	return s.app.signer.Verify(token)
-}
-
-// withTimeout bounds every request's context by d, so that a slow database or
-// Redis makes the request fail (503, from the error table) within d instead of
-// piling up.
-func withTimeout(d time.Duration, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), d)
-		defer cancel()
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
 }
 
 // limitBody caps the request body at n bytes; a body announced larger is refused

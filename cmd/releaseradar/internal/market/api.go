@@ -583,8 +583,16 @@ func (a *API) writeJSONKey(w http.ResponseWriter, r *http.Request, key string, v
 // writeBody answers 200 with the JSON body b.
 func writeBody(w http.ResponseWriter, b []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h["Content-Type"] = jsonType
 	h.Set("Content-Length", strconv.Itoa(len(b)))
-	h.Set("Cache-Control", "no-store")
+	h["Cache-Control"] = noStore
 	_, _ = w.Write(b)
 }
+
+// The constant header values of writeBody, shared by every answer rather than
+// allocated for each (a slice of length and capacity 1: Header.Add appends to a
+// copy, Header.Set replaces it).
+var (
+	jsonType = []string{"application/json"}
+	noStore  = []string{"no-store"}
+)
