@@ -99,10 +99,10 @@ func benchBackends() []benchBackend {
 }
 
 // benchGate builds a gate on stores with one key for each connection.
-func benchGate(b *testing.B, stores tollgate.Stores) (*tollgate.Gate, []loadgen.Request) {
+func benchGate(b *testing.B, stores tollgate.Stores, cfg tollgate.Config) (*tollgate.Gate, []loadgen.Request) {
 	b.Helper()
 	ctx := context.Background()
-	g, err := tollgate.New(stores, benchPlans, tollgate.Config{})
+	g, err := tollgate.New(stores, benchPlans, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -124,8 +124,9 @@ func benchGate(b *testing.B, stores tollgate.Stores) (*tollgate.Gate, []loadgen.
 // BenchmarkGate measures, for each backend, the bare handler and the same handler
 // behind the gate in alternating runs, and reports the median ratio of the pairs
 // (x-bare); bare_with_headers is the bare handler setting the eight headers the
-// gate adds, as constants: the part of the gate's cost that is the contract's
-// headers, whatever computes them.
+// gate adds, as constants: the part of the gate's cost that is its headers,
+// whatever computes them; memory_ietf_headers is the memory gate setting the two
+// headers of the IETF draft only (Config.OmitHeaders).
 func BenchmarkGate(b *testing.B) {
 	bare := loadgen.Case{Handler: noop, Build: loadgen.Same(loadgen.Request{Path: "/x"})}
 	b.Run("bare_with_headers", func(b *testing.B) {
@@ -133,10 +134,16 @@ func BenchmarkGate(b *testing.B) {
 	})
 	for _, be := range benchBackends() {
 		b.Run(be.name, func(b *testing.B) {
-			g, reqs := benchGate(b, be.stores(b))
+			g, reqs := benchGate(b, be.stores(b), tollgate.Config{})
 			loadgen.Compare(b, bare, loadgen.Case{Handler: g.Require("bench")(noop), Build: loadgen.PerConn(reqs...)})
 		})
 	}
+	// The gate on memory stores setting only the IETF draft's two headers
+	// (Config.OmitHeaders), which carry the burst limit and the quota both.
+	b.Run("memory_ietf_headers", func(b *testing.B) {
+		g, reqs := benchGate(b, benchBackends()[0].stores(b), tollgate.Config{OmitHeaders: tollgate.HeadersXRateLimit | tollgate.HeadersXQuota})
+		loadgen.Compare(b, bare, loadgen.Case{Handler: g.Require("bench")(noop), Build: loadgen.PerConn(reqs...)})
+	})
 }
 
 // BenchmarkHotKeyReplicas drives one key through two gates — two replicas, each
@@ -217,7 +224,7 @@ func BenchmarkHotKeyReplicas(b *testing.B) {
 // BenchmarkGateInProcess is the gate's own cost a request, without the network:
 // ServeHTTP on a reused writer, memory stores.
 func BenchmarkGateInProcess(b *testing.B) {
-	g, reqs := benchGate(b, tollgate.Stores{Keys: akmem.New(), Quotas: qmem.New(qmem.Config{})})
+	g, reqs := benchGate(b, tollgate.Stores{Keys: akmem.New(), Quotas: qmem.New(qmem.Config{})}, tollgate.Config{})
 	h := g.Require("bench")(noop)
 	r := httptest.NewRequest(http.MethodGet, "/x", nil)
 	r.Header.Set("x-api-key", reqs[0].Header["x-api-key"])

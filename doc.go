@@ -33,7 +33,9 @@
 // X-Quota-Reset (unix seconds of the cycle's end); every rate-limited answer carries
 // X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset and the IETF draft's
 // RateLimit-Policy and RateLimit; every 429 carries Retry-After in whole seconds (at
-// least 1). Refusals are application/problem+json (RFC 9457) bodies written by
+// least 1). Config.OmitHeaders leaves out families of these headers (each header
+// costs net/http a little on every answer): the IETF draft's pair alone carries
+// the burst limit and the quota both. Refusals are application/problem+json (RFC 9457) bodies written by
 // WriteError from one table; a failed dependency (the key or quota store, or the
 // burst store under Config.BurstFailClosed) is a 503 with Retry-After, never a 500.
 //

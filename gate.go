@@ -39,6 +39,13 @@ type Stores struct {
 type Config struct {
 	// Header is the request header that carries the key; "" means DefaultHeader.
 	Header string
+	// OmitHeaders names the families of rate limit and quota headers the gate
+	// does not set; the zero value sets them all (see Headers). net/http spends
+	// a few hundred nanoseconds on each header of an answer (docs/BENCHMARKS.md
+	// measures the eight): an API whose clients read the IETF draft's pair,
+	// which carries the burst limit and the quota both, can omit
+	// HeadersXRateLimit|HeadersXQuota.
+	OmitHeaders Headers
 	// KeyPrefix starts every key Issue and Rotate generate; "" means
 	// apikey.DefaultPrefix.
 	KeyPrefix string
@@ -153,6 +160,7 @@ type Gate struct {
 	anon    *plan
 	proxies []netip.Prefix
 	header  string
+	omit    Headers
 	prefix  string
 	cycle   time.Duration
 	charge  func(status int) bool
@@ -196,6 +204,9 @@ func New(stores Stores, catalog entitlement.Catalog, cfg Config) (*Gate, error) 
 	if err := catalog.Validate(); err != nil {
 		return nil, fmt.Errorf("tollgate: %w", err)
 	}
+	if cfg.OmitHeaders&^(HeadersXRateLimit|HeadersXQuota|HeadersIETF) != 0 {
+		return nil, fmt.Errorf("tollgate: Config.OmitHeaders %#x names no family of headers", uint8(cfg.OmitHeaders))
+	}
 	proxies, err := ratelimit.CheckProxies(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("tollgate: Config.TrustedProxies: %w", err)
@@ -222,6 +233,7 @@ func New(stores Stores, catalog entitlement.Catalog, cfg Config) (*Gate, error) 
 		plans:   make(map[string]*plan, len(catalog)),
 		proxies: proxies,
 		header:  cfg.Header,
+		omit:    cfg.OmitHeaders,
 		prefix:  cfg.KeyPrefix,
 		cycle:   cfg.Cycle,
 		charge:  cfg.Charge,
@@ -384,7 +396,7 @@ func (g *Gate) serve(w http.ResponseWriter, r *http.Request, next http.Handler, 
 		w.Header().Set(hSunset, p.ExpiresAt.UTC().Format(http.TimeFormat))
 	}
 	s := &scratch{}
-	s.now = time.Now()
+	s.now, s.omit = time.Now(), g.omit
 	// The burst bucket is the quota's: the keys of one lineage (a key and its
 	// successor during a rotation grace) share one burst budget as they share
 	// one monthly quota.
@@ -400,7 +412,7 @@ func (g *Gate) allowAddr(w http.ResponseWriter, r *http.Request) bool {
 	if !g.anon.limited {
 		return true
 	}
-	return g.allow(w, r, &scratch{now: time.Now()}, ratelimit.AddrBucket(g.ClientAddr(r)), "ip", g.anon)
+	return g.allow(w, r, &scratch{now: time.Now(), omit: g.omit}, ratelimit.AddrBucket(g.ClientAddr(r)), "ip", g.anon)
 }
 
 // allow applies p's burst limit to bucket and reports whether r may go on.
@@ -412,16 +424,14 @@ func (g *Gate) allow(w http.ResponseWriter, r *http.Request, s *scratch, bucket,
 		if gone(r) {
 			return false // nobody to serve
 		}
-		s.set(h, hLimit, p.limit)
-		s.set(h, hPolicy, p.policy)
+		s.setBurstPolicy(h, p)
 		g.decide(StepBurst, kind, p.name, ResultStoreError)
 		return true
 	case res.Err != nil:
 		if gone(r) {
 			return false
 		}
-		s.set(h, hLimit, p.limit)
-		s.set(h, hPolicy, p.policy)
+		s.setBurstPolicy(h, p)
 		g.decide(StepBurst, kind, p.name, ResultStoreError)
 		g.onError(w, r, fmt.Errorf("%w: %w", ErrUnavailable, res.Err))
 		return false

@@ -317,6 +317,67 @@ func TestRateLimitHeaders(t *testing.T) {
 	}
 }
 
+// TestOmitHeaders: each family of headers Config.OmitHeaders names is absent from
+// successes and refusals alike, the others are as without it, and Retry-After
+// stays on every refusal.
+func TestOmitHeaders(t *testing.T) {
+	t.Parallel()
+	families := map[tollgate.Headers][]string{
+		tollgate.HeadersXRateLimit: {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"},
+		tollgate.HeadersXQuota:     {"X-Quota-Limit", "X-Quota-Remaining", "X-Quota-Reset"},
+		tollgate.HeadersIETF:       {"RateLimit-Policy", "RateLimit"},
+	}
+	all := tollgate.HeadersXRateLimit | tollgate.HeadersXQuota | tollgate.HeadersIETF
+	for omit := tollgate.Headers(0); omit <= all; omit++ {
+		t.Run(fmt.Sprintf("omit=%03b", omit), func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, tollgate.Config{OmitHeaders: omit})
+			full := newFixture(t, tollgate.Config{})
+			check := func(what string, a, want answer) {
+				t.Helper()
+				if a.status != want.status {
+					t.Fatalf("%s: %d, without OmitHeaders %d", what, a.status, want.status)
+				}
+				for fam, names := range families {
+					for _, name := range names {
+						got, exp := a.header.Get(name), want.header.Get(name)
+						if omit&fam != 0 {
+							exp = ""
+						}
+						// The burst window's reset follows the wall clock.
+						if name == "RateLimit" || name == "X-RateLimit-Reset" {
+							if (got != "") != (exp != "") {
+								t.Errorf("%s: %s = %q, want %q", what, name, got, exp)
+							}
+							continue
+						}
+						if got != exp {
+							t.Errorf("%s: %s = %q, want %q", what, name, got, exp)
+						}
+					}
+				}
+				if a.header.Get("Retry-After") != want.header.Get("Retry-After") {
+					t.Errorf("%s: Retry-After %q, want %q", what, a.header.Get("Retry-After"), want.header.Get("Retry-After"))
+				}
+			}
+			keys := [2]string{f.issue(t, "sam", "silver", 0), full.issue(t, "sam", "silver", 0)}
+			h := [2]http.Handler{f.gate.Require("silver")(ok), full.gate.Require("silver")(ok)}
+			for i := range 4 { // silver: 3 calls a cycle, then 429 with Retry-After
+				check(fmt.Sprintf("call %d", i+1), call(h[0], keys[0]), call(h[1], keys[1]))
+			}
+			pub := [2]http.Handler{f.gate.Public()(ok), full.gate.Public()(ok)}
+			for i := range 6 { // free: 5 a minute, then 429
+				check(fmt.Sprintf("public %d", i+1), call(pub[0], ""), call(pub[1], ""))
+			}
+			// The burst store down: the limits announced without counts.
+			f.counters.down.Store(true)
+			full.counters.down.Store(true)
+			gold := [2]string{f.issue(t, "gus", "gold", 0), full.issue(t, "gus", "gold", 0)}
+			check("burst store down", call(f.gate.Require("gold")(ok), gold[0]), call(full.gate.Require("gold")(ok), gold[1]))
+		})
+	}
+}
+
 // A missing or unknown key spends the client address's anonymous budget, so a
 // flood of guesses gets 429 instead of 401/403 once it is spent; other addresses
 // and real keys are unaffected.
@@ -552,6 +613,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"no plans", stores, nil, tollgate.Config{}},
 		{"bad rate", stores, entitlement.Catalog{"a": {Name: "a", Rate: "ten per minute"}}, tollgate.Config{}},
 		{"unknown anonymous plan", stores, testPlans(), tollgate.Config{AnonymousPlan: "nobody"}},
+		{"unknown header family", stores, testPlans(), tollgate.Config{OmitHeaders: 1 << 6}},
 	}
 	for _, b := range bad {
 		if _, err := tollgate.New(b.stores, b.plans, b.cfg); err == nil {

@@ -35,6 +35,25 @@ var ExposedHeaders = []string{
 	"RateLimit-Policy", "RateLimit", hRetryAfter, hSunset,
 }
 
+// Headers names families of the response headers the gate sets, for
+// Config.OmitHeaders. Retry-After (on every 429 and 503) and Sunset (a key in its
+// rotation grace) belong to no family: they are always set.
+type Headers uint8
+
+const (
+	// HeadersXRateLimit is X-RateLimit-Limit, X-RateLimit-Remaining and
+	// X-RateLimit-Reset (unix seconds): the burst limit, in the form most APIs
+	// have long used.
+	HeadersXRateLimit Headers = 1 << iota
+	// HeadersXQuota is X-Quota-Limit, X-Quota-Remaining and X-Quota-Reset (unix
+	// seconds of the cycle's end): the monthly quota.
+	HeadersXQuota
+	// HeadersIETF is RateLimit-Policy and RateLimit
+	// (draft-ietf-httpapi-ratelimit-headers), which carry the burst limit and
+	// the monthly quota both, as two policies.
+	HeadersIETF
+)
+
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // scratch holds one request's gate headers: the values' slices share one array and
@@ -44,6 +63,7 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 type scratch struct {
 	vals [16]string
 	used int
+	omit Headers // the families not to set (Config.OmitHeaders)
 	buf  [192]byte
 	now  time.Time // the wall clock when the gate took the request
 	// policy and rl are the burst limit's RateLimit-Policy and RateLimit entries
@@ -55,18 +75,19 @@ type scratch struct {
 	meter meterWriter // the handler's writer, allocated with the rest
 }
 
-// set sets header k (canonical) to v.
-func (s *scratch) set(h http.Header, k, v string) {
-	switch k {
-	case hPolicy:
-		s.policy = v
-	case hRateLimit:
-		s.rl = v
+// setBurstPolicy sets the headers of p's burst limit that need no count (the
+// burst store is down), and takes p's policy for the quota's entries to follow.
+func (s *scratch) setBurstPolicy(h http.Header, p *plan) {
+	s.policy = p.policy
+	if s.omit&HeadersXRateLimit == 0 {
+		s.put(h, hLimit, p.limit)
 	}
-	s.put(h, k, v)
+	if s.omit&HeadersIETF == 0 {
+		s.put(h, hPolicy, p.policy)
+	}
 }
 
-// put sets header k to v without taking it for the burst limit's entry.
+// put sets header k (canonical) to v.
 func (s *scratch) put(h http.Header, k, v string) {
 	if s.used == len(s.vals) {
 		h[k] = []string{v}
@@ -119,11 +140,16 @@ func (s *scratch) setBurstHeaders(h http.Header, p *plan, w ratelimit.Window, no
 	b = append(b, ";t="...)
 	b = s.end(strconv.AppendInt(b, t, 10))
 	v := s.values(b)
-	s.set(h, hLimit, p.limit)
-	s.set(h, hRemaining, v[0])
-	s.set(h, hReset, v[1])
-	s.set(h, hPolicy, p.policy)
-	s.set(h, hRateLimit, v[2])
+	s.policy, s.rl = p.policy, v[2]
+	if s.omit&HeadersXRateLimit == 0 {
+		s.put(h, hLimit, p.limit)
+		s.put(h, hRemaining, v[0])
+		s.put(h, hReset, v[1])
+	}
+	if s.omit&HeadersIETF == 0 {
+		s.put(h, hPolicy, p.policy)
+		s.put(h, hRateLimit, v[2])
+	}
 	return t
 }
 
@@ -148,6 +174,9 @@ func (g *Gate) setQuotaHeaders(s *scratch, h http.Header, u quota.Usage) {
 	b = s.num(b, u.Remaining())
 	b = s.num(b, reset)
 	name := policyName(s.policy)
+	if s.omit&HeadersIETF != 0 {
+		name = ""
+	}
 	if name != "" {
 		now := s.now
 		if !g.wallClock {
@@ -174,9 +203,11 @@ func (g *Gate) setQuotaHeaders(s *scratch, h http.Header, u quota.Usage) {
 		b = s.end(strconv.AppendInt(b, max(reset-now.Unix(), 0), 10))
 	}
 	v := s.values(b)
-	s.put(h, HeaderQuotaLimit, v[0])
-	s.put(h, HeaderQuotaRemaining, v[1])
-	s.put(h, HeaderQuotaReset, v[2])
+	if s.omit&HeadersXQuota == 0 {
+		s.put(h, HeaderQuotaLimit, v[0])
+		s.put(h, HeaderQuotaRemaining, v[1])
+		s.put(h, HeaderQuotaReset, v[2])
+	}
 	if name != "" {
 		s.put(h, hPolicy, v[3])
 		s.put(h, hRateLimit, v[4])
