@@ -224,6 +224,12 @@ func PerConn(reqs ...Request) func(host string) func(int, int64) []byte {
 // Rounds is how many bare/gated pairs Compare measures.
 var Rounds = flag.Int("loadgen.rounds", 5, "bare/gated pairs each Compare measures")
 
+// Warmup is how long Compare drives a handler, unmeasured, right before each
+// measured run of it: what a handler does once after a pause (a gate sizing its
+// quota leases and burst batches anew, caches refilling after the other
+// handler's run) is not its throughput.
+var Warmup = flag.Duration("loadgen.warmup", 500*time.Millisecond, "unmeasured load before each measured Compare run")
+
 // Case is a handler under load and the requests it gets.
 type Case struct {
 	Handler http.Handler
@@ -231,7 +237,8 @@ type Case struct {
 }
 
 // Compare measures base and then subject, *Rounds times in turn (each run lasts
-// *Duration with *Conns connections), and reports on b the median requests a
+// *Duration with *Conns connections, after *Warmup of the same load unmeasured),
+// and reports on b the median requests a
 // second of each and the median of the pairs' ratios subject/base (x-bare): pairs
 // measured back to back see the same machine, which drifts on a shared host.
 // It fails b when an answer is not 200 or a connection failed.
@@ -251,6 +258,9 @@ func Compare(b *testing.B, base, subject Case) (ratio float64) {
 	for range b.N * *Rounds {
 		var pair [2]float64
 		for i := range 2 {
+			if *Warmup > 0 {
+				Run(addrs[i], *Conns, *Warmup, next[i])
+			}
 			res := Run(addrs[i], *Conns, *Duration, next[i])
 			for status, n := range res.Statuses {
 				if status != http.StatusOK {
