@@ -22,6 +22,7 @@ import (
 // inProcess is a server built in the test process.
 type inProcess struct {
 	app     *app
+	obs     *observer
 	handler http.Handler
 }
 
@@ -42,7 +43,7 @@ func newInProcess(tb testing.TB, env map[string]string, logTo io.Writer) *inProc
 		tb.Fatal(err)
 	}
 	tb.Cleanup(s.close)
-	return &inProcess{app: s.app, handler: s.handler()}
+	return &inProcess{app: s.app, obs: s.obs, handler: s.handler()}
 }
 
 // grant issues user a key of plan with a monthly limit (0: the plan's) and returns

@@ -221,8 +221,8 @@ type routeKey struct{}
 
 // Handle wraps the whole server: it bounds each request's context by timeout (a
 // slow database or Redis then fails the request with 503, from the error table,
-// within timeout instead of piling up; 0 means no bound), times the request, writes one access
-// log line and counts it. One request copy carries all of it.
+// within timeout instead of piling up; 0 means no bound), times the request,
+// writes one access log line and counts it. One request copy carries all of it.
 func (o *observer) Handle(next http.Handler, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()

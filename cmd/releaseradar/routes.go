@@ -29,9 +29,6 @@ func (s *server) handler() http.Handler {
 	})
 
 	r := mux.NewRouter()
-	// handle registers a route whose template the access log and the metrics
-	// name it by.
-	handle := func(path string, h http.Handler) *mux.Route { return r.Handle(path, named(path, h)) }
 	r.NotFoundHandler = failWith(s.errs.write, errNoRoute)
 	r.MethodNotAllowedHandler = methodNotAllowed(r, s.errs.write)
 
@@ -39,7 +36,7 @@ func (s *server) handler() http.Handler {
 	// spend the anonymous plan's budget (the access log says so).
 	route := func(path string, h http.Handler, methods ...string) {
 		s.obs.apiRoutes[path] = true
-		handle(path, h).Methods(methods...)
+		r.Handle(path, h).Methods(methods...)
 	}
 	public := s.app.gate.Public()
 	pro := s.app.gate.Require(planPro)
@@ -52,22 +49,31 @@ func (s *server) handler() http.Handler {
 	route("/companies/{ticker}", pro(http.HandlerFunc(api.Company)), http.MethodGet)
 	route("/portfolio/impact", limitBody(market.MaxBodyBytes, s.errs.write, team(http.HandlerFunc(api.PortfolioImpact))), http.MethodPost)
 
-	handle("/keys", dash.Keys()).Methods(http.MethodGet)
-	handle("/keys/rotate", limitBody(tollgate.MaxDashboardBody, s.errs.write, dash.Rotate())).Methods(http.MethodPost)
-	handle("/keys/reveal", dash.Reveal()).Methods(http.MethodPost)
-	handle("/keys/usage", dash.Usage()).Methods(http.MethodGet)
-	handle("/billing/checkout", limitBody(tollgate.MaxDashboardBody, s.errs.write, dash.Checkout())).Methods(http.MethodPost)
-	handle("/billing/portal", dash.Portal()).Methods(http.MethodPost)
+	r.Handle("/keys", dash.Keys()).Methods(http.MethodGet)
+	r.Handle("/keys/rotate", limitBody(tollgate.MaxDashboardBody, s.errs.write, dash.Rotate())).Methods(http.MethodPost)
+	r.Handle("/keys/reveal", dash.Reveal()).Methods(http.MethodPost)
+	r.Handle("/keys/usage", dash.Usage()).Methods(http.MethodGet)
+	r.Handle("/billing/checkout", limitBody(tollgate.MaxDashboardBody, s.errs.write, dash.Checkout())).Methods(http.MethodPost)
+	r.Handle("/billing/portal", dash.Portal()).Methods(http.MethodPost)
 
-	handle("/billing/webhook", s.app.ent).Methods(http.MethodPost)
-	handle("/openapi.json", openapi.Handler()).Methods(http.MethodGet, http.MethodHead)
-	r.PathPrefix("/account/").Handler(named("/account/", web.Handler(s.app.signer.Verify, web.Config{
+	r.Handle("/billing/webhook", s.app.ent).Methods(http.MethodPost)
+	r.Handle("/openapi.json", openapi.Handler()).Methods(http.MethodGet, http.MethodHead)
+	r.PathPrefix("/account/").Handler(web.Handler(s.app.signer.Verify, web.Config{
 		OnError:    s.errs.write,
 		TrustProxy: s.trustProxy(),
 		OnBadToken: s.app.gate.SpendAddress,
 		Login:      s.app.signInLink,
-	})))
-	handle("/", http.RedirectHandler(web.PagePath, http.StatusFound)).Methods(http.MethodGet, http.MethodHead)
+	}))
+	r.Handle("/", http.RedirectHandler(web.PagePath, http.StatusFound)).Methods(http.MethodGet, http.MethodHead)
+
+	// Every route names itself, by its template, to the access log and the
+	// metrics: wrapped once here rather than by mux middleware on every request.
+	_ = r.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		if tmpl, err := route.GetPathTemplate(); err == nil && route.GetHandler() != nil {
+			route.Handler(named(tmpl, route.GetHandler()))
+		}
+		return nil
+	})
 
 	allowed := make(map[string]bool, len(s.app.cfg.CORSOrigins))
 	for _, o := range s.app.cfg.CORSOrigins {

@@ -238,9 +238,9 @@ type Case struct {
 
 // Compare measures base and then subject, *Rounds times in turn (each run lasts
 // *Duration with *Conns connections, after *Warmup of the same load unmeasured),
-// and reports on b the median requests a
-// second of each and the median of the pairs' ratios subject/base (x-bare): pairs
-// measured back to back see the same machine, which drifts on a shared host.
+// and reports on b the median requests a second of each and the median of the
+// pairs' ratios subject/base (x-bare): pairs measured back to back see the same
+// machine, which drifts on a shared host.
 // It fails b when an answer is not 200 or a connection failed.
 func Compare(b *testing.B, base, subject Case) (ratio float64) {
 	b.Helper()
