@@ -51,6 +51,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -343,11 +344,33 @@ type capture struct{ p atomic.Pointer[Principal] }
 // Capture and no principal was stored below it yet, p is also reported by
 // FromContext on that captured context.
 func NewContext(ctx context.Context, p Principal) context.Context {
-	pp := &p // one allocation, shared by the capture and the context
-	if c, ok := ctx.Value(ctxKey{}).(*capture); ok {
-		c.p.CompareAndSwap(nil, pp)
+	// One allocation: the context holds the principal, and the capture and
+	// FromContext point into it (context.WithValue would box a copy besides).
+	c := &principalCtx{Context: ctx, p: p}
+	if cp, ok := ctx.Value(ctxKey{}).(*capture); ok {
+		cp.p.CompareAndSwap(nil, &c.p)
 	}
-	return context.WithValue(ctx, ctxKey{}, pp)
+	return c
+}
+
+// principalCtx is the context NewContext makes: ctx's parent and the principal,
+// answered for ctxKey as a *Principal, as context.WithValue would.
+type principalCtx struct {
+	context.Context
+	p Principal
+}
+
+func (c *principalCtx) Value(key any) any {
+	if key == (ctxKey{}) {
+		return &c.p
+	}
+	return c.Context.Value(key)
+}
+
+// String describes the context as context.WithValue's does, without the
+// principal's fields.
+func (c *principalCtx) String() string {
+	return fmt.Sprintf("%v.WithValue(apikey principal)", c.Context)
 }
 
 // FromContext returns the principal ctx carries: the one NewContext stored in ctx

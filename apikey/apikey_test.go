@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math/bits"
 	"regexp"
 	"strings"
@@ -167,5 +169,41 @@ func TestContext(t *testing.T) {
 	got, ok := apikey.FromContext(apikey.NewContext(context.Background(), p))
 	if !ok || got != p {
 		t.Errorf("FromContext = %+v, %v; want %+v", got, ok, p)
+	}
+
+	// The principal's context is an ordinary link of the chain: other values,
+	// the deadline and cancellation pass through it both ways, and a principal
+	// stored below it wins.
+	type otherKey struct{}
+	deadline := time.Now().Add(time.Hour)
+	parent, cancel := context.WithDeadline(context.WithValue(context.Background(), otherKey{}, "v"), deadline)
+	ctx := apikey.NewContext(parent, p)
+	if v := ctx.Value(otherKey{}); v != "v" {
+		t.Errorf("Value(otherKey) = %v, want the parent's v", v)
+	}
+	if d, ok := ctx.Deadline(); !ok || !d.Equal(deadline) {
+		t.Errorf("Deadline = %v, %v; want the parent's %v", d, ok, deadline)
+	}
+	if s := fmt.Sprint(ctx); strings.Contains(s, "key_1") || strings.Contains(s, "gold") {
+		t.Errorf("the context's description %q shows the principal", s)
+	}
+	child, cancelChild := context.WithCancel(ctx)
+	defer cancelChild()
+	q := p
+	q.KeyID = "key_2"
+	if got, _ := apikey.FromContext(apikey.NewContext(child, q)); got != q {
+		t.Errorf("FromContext below a second NewContext = %+v, want %+v", got, q)
+	}
+	if got, _ := apikey.FromContext(child); got != p {
+		t.Errorf("FromContext of a derived context = %+v, want %+v", got, p)
+	}
+	cancel()
+	select {
+	case <-child.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("canceling the parent did not reach a context derived from the principal's")
+	}
+	if !errors.Is(child.Err(), context.Canceled) || !errors.Is(ctx.Err(), context.Canceled) {
+		t.Errorf("Err = %v (child), %v; want context.Canceled", child.Err(), ctx.Err())
 	}
 }
