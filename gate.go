@@ -188,6 +188,7 @@ type plan struct {
 	limit     string // X-RateLimit-Limit
 	policy    string // RateLimit-Policy
 	rlPrefix  string // `"name";r=`
+	quotaName string // `"name-monthly"`: the quota's RateLimit entry
 	keyPrefix string // burst bucket prefix of its keys: "ak:<name>:"
 }
 
@@ -316,6 +317,7 @@ func newPlan(p entitlement.Plan) (*plan, error) {
 	out.limit = fmt.Sprint(rate.Limit)
 	out.policy = ratelimit.PolicyHeader(p.Name, rate)
 	out.rlPrefix = fmt.Sprintf("%q;r=", p.Name)
+	out.quotaName = string(appendQuotaName(nil, policyName(out.policy)))
 	return out, nil
 }
 
@@ -400,7 +402,7 @@ func (g *Gate) serve(w http.ResponseWriter, r *http.Request, next http.Handler, 
 	// The burst bucket is the quota's: the keys of one lineage (a key and its
 	// successor during a rotation grace) share one burst budget as they share
 	// one monthly quota.
-	if pl.limited && !g.allow(w, r, s, pl.keyPrefix+p.QuotaID, "key", pl) {
+	if pl.limited && !g.allow(w, r, s, pl.keyPrefix+p.QuotaID, "key", pl, true) {
 		return
 	}
 	g.meter(w, r, s, next, p, pl)
@@ -412,11 +414,13 @@ func (g *Gate) allowAddr(w http.ResponseWriter, r *http.Request) bool {
 	if !g.anon.limited {
 		return true
 	}
-	return g.allow(w, r, &scratch{now: time.Now(), omit: g.omit}, ratelimit.AddrBucket(g.ClientAddr(r)), "ip", g.anon)
+	return g.allow(w, r, &scratch{now: time.Now(), omit: g.omit}, ratelimit.AddrBucket(g.ClientAddr(r)), "ip", g.anon, false)
 }
 
-// allow applies p's burst limit to bucket and reports whether r may go on.
-func (g *Gate) allow(w http.ResponseWriter, r *http.Request, s *scratch, bucket, kind string, p *plan) bool {
+// allow applies p's burst limit to bucket and reports whether r may go on. When
+// quotaNext is set and r may go on, the burst headers are left to the quota step
+// (setHeaders), which must set them.
+func (g *Gate) allow(w http.ResponseWriter, r *http.Request, s *scratch, bucket, kind string, p *plan, quotaNext bool) bool {
 	res := g.limiter.Allow(r.Context(), bucket, p.rate)
 	h := w.Header()
 	switch {
@@ -436,7 +440,10 @@ func (g *Gate) allow(w http.ResponseWriter, r *http.Request, s *scratch, bucket,
 		g.onError(w, r, fmt.Errorf("%w: %w", ErrUnavailable, res.Err))
 		return false
 	}
-	t := s.setBurstHeaders(h, p, res.Window, s.now)
+	t := s.countBurst(p, res.Window)
+	if !res.Allowed || !quotaNext {
+		g.setHeaders(s, h, nil)
+	}
 	if !res.Allowed {
 		h.Set(hRetryAfter, itoa(max(t, 1)))
 		g.decide(StepBurst, kind, p.name, ResultLimited)
@@ -468,22 +475,24 @@ func (g *Gate) meter(w http.ResponseWriter, r *http.Request, s *scratch, next ht
 	switch {
 	case errors.Is(err, quota.ErrExceeded):
 		h := w.Header()
-		g.setQuotaHeaders(s, h, u)
+		g.setHeaders(s, h, &u)
 		h.Set(hRetryAfter, itoa(quota.RetryAfter(u, now)))
 		g.decide(StepQuota, "", pl.name, ResultExceeded)
 		g.onError(w, r, err)
 		return
 	case errors.Is(err, quota.ErrNotFound):
 		// A key without a quota can spend nothing: it is as good as revoked.
+		g.setHeaders(s, w.Header(), nil)
 		g.onError(w, r, fmt.Errorf("%w: %w", apikey.ErrInvalid, err))
 		return
 	case err != nil:
+		g.setHeaders(s, w.Header(), nil)
 		g.decide(StepQuota, "", pl.name, ResultStoreError)
 		g.onError(w, r, fmt.Errorf("%w: %w", ErrUnavailable, err))
 		return
 	}
 	g.decide(StepQuota, "", pl.name, ResultAllowed)
-	g.setQuotaHeaders(s, w.Header(), u)
+	g.setHeaders(s, w.Header(), &u)
 	m := &s.meter
 	*m = meterWriter{ResponseWriter: w, g: g, s: s, u: u}
 	next.ServeHTTP(m, r)

@@ -56,35 +56,46 @@ const (
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
-// scratch holds one request's gate headers: the values' slices share one array and
-// the numbers of each step (burst, quota) one string, so that setting the headers
-// costs one allocation a step rather than one a header. The values are the
-// request's own (nothing is shared between requests), so a handler may change them.
+// scratch holds one request's gate headers. The burst step records its window and
+// the quota step's headers are set with it, so that the numbers of both steps share
+// one string and the values' slices one array: setting the gate's headers costs
+// one allocation a request rather than one a header. The values are the request's
+// own (nothing is shared between requests), so a handler may change them.
 type scratch struct {
 	vals [16]string
 	used int
 	omit Headers // the families not to set (Config.OmitHeaders)
-	buf  [192]byte
+	buf  [256]byte
 	now  time.Time // the wall clock when the gate took the request
-	// policy and rl are the burst limit's RateLimit-Policy and RateLimit entries
-	// as set ("" when none was), which the quota's entries follow.
-	policy, rl string
-	// ends are where the values of the step being built end in buf (begin, end).
-	ends  [5]int
-	nends int
-	meter meterWriter // the handler's writer, allocated with the rest
+	// burst is the plan whose burst limit the request passed (nil: none), the
+	// plan the quota's RateLimit entries follow; counted says whether the burst
+	// store counted the request, in a window that left remaining calls and
+	// resets at reset (unix seconds), t seconds from now.
+	burst               *plan
+	counted             bool
+	remaining, reset, t int64
+	meter               meterWriter // the handler's writer, allocated with the rest
 }
 
 // setBurstPolicy sets the headers of p's burst limit that need no count (the
-// burst store is down), and takes p's policy for the quota's entries to follow.
+// burst store is down), and takes p for the quota's entries to follow.
 func (s *scratch) setBurstPolicy(h http.Header, p *plan) {
-	s.policy = p.policy
+	s.burst, s.counted = p, false
 	if s.omit&HeadersXRateLimit == 0 {
 		s.put(h, hLimit, p.limit)
 	}
 	if s.omit&HeadersIETF == 0 {
 		s.put(h, hPolicy, p.policy)
 	}
+}
+
+// countBurst records the window of p's burst limit that counted the request, for
+// setHeaders, and returns the whole seconds until it resets (never negative).
+func (s *scratch) countBurst(p *plan, w ratelimit.Window) int64 {
+	s.burst, s.counted = p, true
+	s.remaining, s.reset = max(w.Remaining, 0), w.Reset.Unix()
+	s.t = max(s.reset-s.now.Unix(), 0)
+	return s.t
 }
 
 // put sets header k (canonical) to v.
@@ -98,119 +109,113 @@ func (s *scratch) put(h http.Header, k, v string) {
 	s.used++
 }
 
-// begin starts a step's header values, appended to the returned buffer.
-func (s *scratch) begin() []byte {
-	s.nends = 0
-	return s.buf[:0]
-}
-
-// end ends the value appended to b since the last one ended.
-func (s *scratch) end(b []byte) []byte {
-	s.ends[s.nends] = len(b)
-	s.nends++
-	return b
-}
-
-// num appends n to b as a value of its own.
-func (s *scratch) num(b []byte, n int64) []byte { return s.end(strconv.AppendInt(b, n, 10)) }
-
-// values returns the values ended in b as substrings of one string.
-func (s *scratch) values(b []byte) [len(scratch{}.ends)]string {
-	all := string(b)
-	var out [len(scratch{}.ends)]string
-	start := 0
-	for i, end := range s.ends[:s.nends] {
-		out[i] = all[start:end]
-		start = end
-	}
-	return out
-}
-
-// setBurstHeaders sets the rate limit headers of w for p and returns the whole
-// seconds until the window resets (never negative).
-func (s *scratch) setBurstHeaders(h http.Header, p *plan, w ratelimit.Window, now time.Time) int64 {
-	reset := w.Reset.Unix()
-	t := max(reset-now.Unix(), 0)
-	b := s.begin()
-	b = s.num(b, max(w.Remaining, 0))
-	b = s.num(b, reset)
-	// RateLimit: "name";r=R;t=T
-	b = append(b, p.rlPrefix...)
-	b = strconv.AppendInt(b, max(w.Remaining, 0), 10)
-	b = append(b, ";t="...)
-	b = s.end(strconv.AppendInt(b, t, 10))
-	v := s.values(b)
-	s.policy, s.rl = p.policy, v[2]
-	if s.omit&HeadersXRateLimit == 0 {
-		s.put(h, hLimit, p.limit)
-		s.put(h, hRemaining, v[0])
-		s.put(h, hReset, v[1])
-	}
-	if s.omit&HeadersIETF == 0 {
-		s.put(h, hPolicy, p.policy)
-		s.put(h, hRateLimit, v[2])
-	}
-	return t
-}
-
 // quotaPolicySuffix ends the name of the IETF RateLimit policy entry of the
 // monthly quota: the plan's name and this suffix ("pro-monthly"), beside the
 // entry of the plan's burst limit, which bears the plan's name.
 const quotaPolicySuffix = "-monthly"
 
-// setQuotaHeaders sets the X-Quota-* headers from u, replacing earlier values,
-// and adds the quota to RateLimit-Policy and RateLimit as a second policy beside
-// the burst limit's, as draft-ietf-httpapi-ratelimit-headers lists several:
+// setHeaders sets the headers of the burst window s counted (see countBurst) and,
+// when u is not nil, the X-Quota-* headers from u, replacing earlier values, with
+// the quota as a second policy in RateLimit-Policy and RateLimit beside the burst
+// limit's, as draft-ietf-httpapi-ratelimit-headers lists several:
 //
 //	RateLimit-Policy: "pro";q=600;w=60, "pro-monthly";q=10000;w=2592000
 //	RateLimit: "pro";r=599;t=42, "pro-monthly";r=9876;t=1234567
 //
 // The quota's entry is named for the plan whose burst entry it follows; a plan
 // without a burst rate announces its quota in X-Quota-* only.
-func (g *Gate) setQuotaHeaders(s *scratch, h http.Header, u quota.Usage) {
-	reset := quota.CycleEnd(u.CycleStart, g.cycle).Unix()
-	b := s.begin()
-	b = s.num(b, u.Limit)
-	b = s.num(b, u.Remaining())
-	b = s.num(b, reset)
-	name := policyName(s.policy)
-	if s.omit&HeadersIETF != 0 {
-		name = ""
+func (g *Gate) setHeaders(s *scratch, h http.Header, u *quota.Usage) {
+	xrl := s.counted && s.omit&HeadersXRateLimit == 0
+	ietf := s.burst != nil && s.omit&HeadersIETF == 0
+	xq := u != nil && s.omit&HeadersXQuota == 0
+	// The values, appended to b one after the other; ends[i] is where value i
+	// ends. Which values there are follows from xrl, ietf and xq.
+	b := s.buf[:0]
+	var ends [7]int
+	n := 0
+	end := func() { ends[n] = len(b); n++ }
+	if xrl {
+		b = strconv.AppendInt(b, s.remaining, 10)
+		end()
+		b = strconv.AppendInt(b, s.reset, 10)
+		end()
 	}
-	if name != "" {
-		now := s.now
-		if !g.wallClock {
-			now = g.now()
-		}
-		// RateLimit-Policy: the burst entry, then "name-monthly";q=L;w=W
-		b = append(b, s.policy...)
+	var reset int64
+	if u != nil {
+		reset = quota.CycleEnd(u.CycleStart, g.cycle).Unix()
+	}
+	if xq {
+		b = strconv.AppendInt(b, u.Limit, 10)
+		end()
+		b = strconv.AppendInt(b, u.Remaining(), 10)
+		end()
+		b = strconv.AppendInt(b, reset, 10)
+		end()
+	}
+	policy := ietf && u != nil // RateLimit-Policy gets the quota's entry
+	if policy {
+		// The burst entry, then "name-monthly";q=L;w=W
+		b = append(b, s.burst.policy...)
 		b = append(b, ", "...)
-		b = appendQuotaName(b, name)
+		b = append(b, s.burst.quotaName...)
 		b = append(b, ";q="...)
 		b = strconv.AppendInt(b, u.Limit, 10)
 		b = append(b, ";w="...)
-		b = s.end(strconv.AppendInt(b, int64(g.cycle/time.Second), 10))
-		// RateLimit: the burst entry (absent while the burst store is down), then
-		// "name-monthly";r=R;t=T
-		if s.rl != "" {
-			b = append(b, s.rl...)
-			b = append(b, ", "...)
+		b = strconv.AppendInt(b, int64(g.cycle/time.Second), 10)
+		end()
+	}
+	rl := ietf && (s.counted || u != nil) // RateLimit has an entry
+	if rl {
+		// "name";r=R;t=T of the burst window (absent while the burst store is
+		// down), then "name-monthly";r=R;t=T
+		if s.counted {
+			b = append(b, s.burst.rlPrefix...)
+			b = strconv.AppendInt(b, s.remaining, 10)
+			b = append(b, ";t="...)
+			b = strconv.AppendInt(b, s.t, 10)
 		}
-		b = appendQuotaName(b, name)
-		b = append(b, ";r="...)
-		b = strconv.AppendInt(b, u.Remaining(), 10)
-		b = append(b, ";t="...)
-		b = s.end(strconv.AppendInt(b, max(reset-now.Unix(), 0), 10))
+		if u != nil {
+			now := s.now
+			if !g.wallClock {
+				now = g.now()
+			}
+			if s.counted {
+				b = append(b, ", "...)
+			}
+			b = append(b, s.burst.quotaName...)
+			b = append(b, ";r="...)
+			b = strconv.AppendInt(b, u.Remaining(), 10)
+			b = append(b, ";t="...)
+			b = strconv.AppendInt(b, max(reset-now.Unix(), 0), 10)
+		}
+		end()
 	}
-	v := s.values(b)
-	if s.omit&HeadersXQuota == 0 {
-		s.put(h, HeaderQuotaLimit, v[0])
-		s.put(h, HeaderQuotaRemaining, v[1])
-		s.put(h, HeaderQuotaReset, v[2])
+	all := string(b)
+	i, start := 0, 0
+	next := func() string {
+		v := all[start:ends[i]]
+		start = ends[i]
+		i++
+		return v
 	}
-	if name != "" {
-		s.put(h, hPolicy, v[3])
-		s.put(h, hRateLimit, v[4])
+	if xrl {
+		s.put(h, hLimit, s.burst.limit)
+		s.put(h, hRemaining, next())
+		s.put(h, hReset, next())
+	}
+	if xq {
+		s.put(h, HeaderQuotaLimit, next())
+		s.put(h, HeaderQuotaRemaining, next())
+		s.put(h, HeaderQuotaReset, next())
+	}
+	switch {
+	case policy:
+		s.put(h, hPolicy, next())
+	case ietf && s.counted:
+		s.put(h, hPolicy, s.burst.policy)
+	}
+	if rl {
+		s.put(h, hRateLimit, next())
 	}
 }
 
@@ -258,7 +263,7 @@ func (m *meterWriter) decide(status int) bool {
 	if !m.charged {
 		u := m.u
 		u.Used = max(u.Used-1, 0)
-		m.g.setQuotaHeaders(m.s, m.Header(), u)
+		m.g.setHeaders(m.s, m.Header(), &u)
 	}
 	return m.charged
 }
