@@ -101,11 +101,12 @@ func (a *app) init(ctx context.Context, h hooks) error {
 		AnonymousPlan:  planPublic,
 		TrustedProxies: a.cfg.TrustedProxies,
 		Cycle:          cycle,
-		Now:            a.clock,
-		OnError:        h.onError,
-		Observe:        h.observe,
-		Ledger:         ents,
-		Logger:         a.log,
+		// Now stays nil: the gate then reads the wall clock once a request
+		// (a.now is the wall clock too; a Config.Now is read at every step).
+		OnError: h.onError,
+		Observe: h.observe,
+		Ledger:  ents,
+		Logger:  a.log,
 	})
 	if err != nil {
 		return &settingError{env: "RR_PLAN_RATES", err: err}

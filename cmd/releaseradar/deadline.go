@@ -26,11 +26,11 @@ type lazyDeadline struct {
 	ended bool // end was called
 }
 
-// withLazyDeadline returns a context that ends at the earlier of d from now and
+// withLazyDeadline returns a context that ends at the earlier of deadline and
 // parent's end, and a function that ends it (call it when the request is done, as
-// with context.WithTimeout's cancel).
-func withLazyDeadline(parent context.Context, d time.Duration) (*lazyDeadline, func()) {
-	c := &lazyDeadline{Context: parent, deadline: time.Now().Add(d)}
+// with context.WithDeadline's cancel).
+func withLazyDeadline(parent context.Context, deadline time.Time) (*lazyDeadline, func()) {
+	c := &lazyDeadline{Context: parent, deadline: deadline}
 	return c, c.end
 }
 

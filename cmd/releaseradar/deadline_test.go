@@ -18,7 +18,7 @@ func TestLazyDeadline(t *testing.T) {
 	parent := context.WithValue(context.Background(), lazyKey{}, "v")
 
 	t.Run("unarmed until waited on", func(t *testing.T) {
-		c, end := withLazyDeadline(parent, time.Hour)
+		c, end := withLazyDeadline(parent, time.Now().Add(time.Hour))
 		defer end()
 		if d, ok := c.Deadline(); !ok || time.Until(d) < 59*time.Minute {
 			t.Errorf("Deadline = %v, %v", d, ok)
@@ -41,7 +41,7 @@ func TestLazyDeadline(t *testing.T) {
 
 	t.Run("a passed deadline", func(t *testing.T) {
 		for _, wait := range []bool{true, false} {
-			c, end := withLazyDeadline(parent, -time.Second)
+			c, end := withLazyDeadline(parent, time.Now().Add(-time.Second))
 			if wait {
 				<-c.Done()
 			}
@@ -56,7 +56,7 @@ func TestLazyDeadline(t *testing.T) {
 	t.Run("the parent's earlier deadline", func(t *testing.T) {
 		p, cancel := context.WithTimeout(parent, time.Minute)
 		defer cancel()
-		c, end := withLazyDeadline(p, time.Hour)
+		c, end := withLazyDeadline(p, time.Now().Add(time.Hour))
 		defer end()
 		if d, _ := c.Deadline(); time.Until(d) > time.Minute {
 			t.Errorf("Deadline %v, after the parent's", d)
@@ -66,7 +66,7 @@ func TestLazyDeadline(t *testing.T) {
 	t.Run("the parent ends", func(t *testing.T) {
 		for _, armFirst := range []bool{true, false} {
 			p, cancel := context.WithCancel(parent)
-			c, end := withLazyDeadline(p, time.Hour)
+			c, end := withLazyDeadline(p, time.Now().Add(time.Hour))
 			child, stopChild := context.WithCancel(context.WithValue(c, lazyKey{}, "child"))
 			if armFirst {
 				_ = c.Done()
@@ -84,7 +84,7 @@ func TestLazyDeadline(t *testing.T) {
 
 	t.Run("end", func(t *testing.T) {
 		for _, armFirst := range []bool{true, false} {
-			c, end := withLazyDeadline(parent, time.Hour)
+			c, end := withLazyDeadline(parent, time.Now().Add(time.Hour))
 			if armFirst {
 				_ = c.Done()
 			}
@@ -97,7 +97,7 @@ func TestLazyDeadline(t *testing.T) {
 	})
 
 	t.Run("concurrent waiters", func(t *testing.T) {
-		c, end := withLazyDeadline(parent, time.Hour)
+		c, end := withLazyDeadline(parent, time.Now().Add(time.Hour))
 		var wg sync.WaitGroup
 		chans := make([]<-chan struct{}, 8)
 		for i := range chans {

@@ -230,12 +230,13 @@ func (o *observer) Handle(next http.Handler, timeout time.Duration) http.Handler
 		ctx := context.WithValue(apikey.Capture(r.Context()), routeKey{}, rec)
 		if timeout > 0 {
 			// Armed only if the request waits on something (see lazyDeadline).
-			lazy, end := withLazyDeadline(ctx, timeout)
+			lazy, end := withLazyDeadline(ctx, start.Add(timeout))
 			defer end()
 			ctx = lazy
 		}
 		o.serve(next, rec, r.WithContext(ctx))
-		elapsed := time.Since(start)
+		now := time.Now()
+		elapsed := now.Sub(start)
 		status := rec.code()
 
 		route := rec.route
@@ -265,14 +266,21 @@ func (o *observer) Handle(next http.Handler, timeout time.Duration) http.Handler
 		if plan == "" {
 			plan = "-"
 		}
-		o.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("method", r.Method),
-			slog.String("path", logPath(r.URL.Path)),
-			slog.Int("status", status),
-			slog.Float64("ms", float64(elapsed.Microseconds())/1000),
-			slog.String("plan", plan),
-			slog.String("key", key),
-		)
+		// The record goes to the handler directly: Logger.LogAttrs would also
+		// capture the caller's program counter, for a source location the
+		// access log never shows.
+		if h := o.log.Handler(); h.Enabled(r.Context(), slog.LevelInfo) {
+			record := slog.NewRecord(now, slog.LevelInfo, "request", 0)
+			record.AddAttrs(
+				slog.String("method", r.Method),
+				slog.String("path", logPath(r.URL.Path)),
+				slog.Int("status", status),
+				slog.Float64("ms", float64(elapsed.Microseconds())/1000),
+				slog.String("plan", plan),
+				slog.String("key", key),
+			)
+			_ = h.Handle(r.Context(), record)
+		}
 	})
 }
 
