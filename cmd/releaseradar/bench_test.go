@@ -39,6 +39,9 @@ const (
 //   - event: GET /events/7 with one key per connection;
 //   - search: GET /events/search?q=earnings&limit=5, likewise;
 //   - public_feed: GET /events/public, from the 120 s cache, burst-limited by address;
+//   - event_bare_with_headers: no server, the bare handler against itself setting
+//     every header of /events/7's answer as constants: what those headers alone
+//     cost net/http;
 //
 // on SQLite (a new file) and on PostgreSQL (a new schema; TOLLGATE_TEST_POSTGRES_URL)
 // with the burst counters in Redis (TOLLGATE_TEST_REDIS_URL), the several-replica
@@ -106,18 +109,24 @@ func benchRoutes(b *testing.B, env map[string]string) {
 			rs = reqs(route.path)
 			build = loadgen.PerConn(rs...)
 		}
-		answer(b, p.handler, route.path, rs, route.answer)
+		headers := answer(b, p.handler, route.path, rs, route.answer)
+		bare := loadgen.Case{Handler: bareJSON(route.answer, nil), Build: loadgen.Same(loadgen.Request{Path: "/hello"})}
+		if route.name == "event" {
+			// What the gated answer's headers alone cost: the bare answer with
+			// every header the route's answer carries, as constants.
+			b.Run("event_bare_with_headers", func(b *testing.B) {
+				loadgen.Compare(b, bare, loadgen.Case{Handler: bareJSON(route.answer, headers), Build: bare.Build})
+			})
+		}
 		b.Run(route.name, func(b *testing.B) {
-			loadgen.Compare(b,
-				loadgen.Case{Handler: bareJSON(route.answer), Build: loadgen.Same(loadgen.Request{Path: "/hello"})},
-				loadgen.Case{Handler: p.handler, Build: build})
+			loadgen.Compare(b, bare, loadgen.Case{Handler: p.handler, Build: build})
 		})
 	}
 }
 
 // answer decodes into v the server's answer to path (with the first of reqs'
-// keys, if any).
-func answer(b *testing.B, h http.Handler, path string, reqs []loadgen.Request, v any) {
+// keys, if any) and returns the answer's headers.
+func answer(b *testing.B, h http.Handler, path string, reqs []loadgen.Request, v any) http.Header {
 	b.Helper()
 	r := httptest.NewRequest(http.MethodGet, path, nil)
 	if len(reqs) > 0 {
@@ -133,16 +142,28 @@ func answer(b *testing.B, h http.Handler, path string, reqs []loadgen.Request, v
 	if err := json.Unmarshal(w.Body.Bytes(), v); err != nil {
 		b.Fatalf("GET %s: %v", path, err)
 	}
+	return w.Result().Header
 }
 
 // bareJSON is the baseline: what net/http alone costs for a JSON answer of the
-// same size, encoded on every request from the same Go value as the route's.
-func bareJSON(v any) http.Handler {
+// same size, encoded on every request from the same Go value as the route's. It
+// sets headers too, as constants (but Content-Length and Date, which are the
+// answer's own), each header's first value.
+func bareJSON(v any, headers http.Header) http.Handler {
+	var fixed [][2]string
+	for k, vs := range headers {
+		if k != "Content-Length" && k != "Date" && k != "Content-Type" && len(vs) > 0 {
+			fixed = append(fixed, [2]string{k, vs[0]})
+		}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := json.Marshal(v)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
+		}
+		for _, kv := range fixed {
+			w.Header().Set(kv[0], kv[1])
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
