@@ -485,8 +485,10 @@ type replicaLoad struct {
 }
 
 // replicaDrive sends GET replicaPath with key to in from workers goroutines with
-// no pause, until halted or until one of them gets a refusal or no answer.
-func replicaDrive(t *testing.T, in *instance, key string, workers int) *replicaLoad {
+// no pause, until halted, until one of them gets a refusal or no answer, or,
+// when until > 0, once until calls have been served (the requests under way
+// then still finish, so up to workers-1 more may be).
+func replicaDrive(t *testing.T, in *instance, key string, workers, until int) *replicaLoad {
 	c := replicaClient(t)
 	l := &replicaLoad{stop: make(chan struct{})}
 	for range workers {
@@ -504,6 +506,9 @@ func replicaDrive(t *testing.T, in *instance, key string, workers int) *replicaL
 				switch {
 				case a.err == nil && a.status == http.StatusOK:
 					l.served++
+					if until > 0 && l.served >= until {
+						l.signal()
+					}
 				case a.err == nil && a.status == http.StatusTooManyRequests && a.detail == replicaQuotaDetail:
 					l.refused++
 				default:
@@ -541,20 +546,28 @@ func TestReplicaSIGKILLMidLease(t *testing.T) {
 	const (
 		limit   = 10_000
 		workers = 8
-		driveA  = time.Second
+		// A serves half the limit: a count, not a time, so that a fast machine
+		// cannot spend the whole key on A before the kill.
+		driveA = limit / 2
 	)
 	bound := int64(math.Ceil(limit * 0.01))
 	user := testenv.Unique("sigkill-")
 	key := r.a.adminCmd("grant", "--user", user, "--plan", "pro", "--limit", strconv.Itoa(limit))
 
-	la := replicaDrive(t, r.a, key, workers)
-	time.Sleep(driveA)
+	startA := time.Now()
+	la := replicaDrive(t, r.a, key, workers, driveA)
+	select {
+	case <-la.stop:
+	case <-time.After(60 * time.Second): // a stuck test's safety net, not a timing assertion
+		t.Fatal("replica A did not serve half the key within 60 s")
+	}
 	// The load stops before the kill, so that every call A served has been
 	// answered and counted here: what the kill loses is then A's unspent lease
 	// alone, not requests in flight. A keeps its lease: it gives leftovers back
 	// only after 2 s without a call (LeaseConfig.IdleTimeout), and the kill
 	// comes well within that.
 	la.halt()
+	tookA := time.Since(startA)
 	unspent := int64(replicaMetric(t, r.a, "tollgate_quota_leased_unspent"))
 	inDoubt := int64(replicaMetric(t, r.a, "tollgate_quota_in_doubt"))
 	reservations := replicaMetric(t, r.a, "tollgate_quota_reservations_total")
@@ -580,7 +593,7 @@ func TestReplicaSIGKILLMidLease(t *testing.T) {
 		t.Fatalf("replica A held no leased calls when it was killed (tollgate_quota_leased_unspent %d): the case proves nothing", unspent)
 	}
 
-	lb := replicaDrive(t, r.b, key, workers)
+	lb := replicaDrive(t, r.b, key, workers, 0)
 	select {
 	case <-lb.stop:
 	case <-time.After(60 * time.Second): // a stuck test's safety net, not a timing assertion
@@ -605,7 +618,7 @@ func TestReplicaSIGKILLMidLease(t *testing.T) {
 	served := int64(la.served + lb.served + after)
 	lost := limit - served
 	t.Logf("SIGKILL mid-lease, limit %d, %d workers: replica A served %d in %v (%v reservations) and held %d leased calls unspent (%d in doubt) when killed; calls_used then %d",
-		limit, workers, la.served, driveA, reservations, unspent, inDoubt, usedAtKill)
+		limit, workers, la.served, tookA.Round(time.Millisecond), reservations, unspent, inDoubt, usedAtKill)
 	t.Logf("  replica B then served %d and refused %d; served in all %d of %d; lost %d, bound %d (1%% of the limit); calls_used at the end %d",
 		lb.served+after, lb.refused, served, limit, lost, bound, usedEnd)
 	if served > limit {
