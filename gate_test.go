@@ -60,12 +60,16 @@ func (f *flakyKeys) ByHash(ctx context.Context, hash string) (apikey.Key, error)
 type flakyQuotas struct {
 	quota.Store
 	down     atomic.Bool
+	missing  atomic.Bool // Reserve answers quota.ErrNotFound: the key's quota is gone
 	released atomic.Int64
 }
 
 func (f *flakyQuotas) Reserve(ctx context.Context, id string, n int64, now time.Time) (int64, quota.Usage, error) {
 	if f.down.Load() {
 		return 0, quota.Usage{}, errDown
+	}
+	if f.missing.Load() {
+		return 0, quota.Usage{}, quota.ErrNotFound
 	}
 	return f.Store.Reserve(ctx, id, n, now)
 }
@@ -115,6 +119,19 @@ func newFixture(t *testing.T, cfg tollgate.Config) *fixture {
 	}
 	f.gate = g
 	return f
+}
+
+// newFixtureOnError is newFixture with a Config.OnError that keeps the last
+// error it was given (read it once the request is answered) and answers it as
+// the default does.
+func newFixtureOnError(t *testing.T) (*fixture, *error) {
+	t.Helper()
+	var got error
+	f := newFixture(t, tollgate.Config{OnError: func(w http.ResponseWriter, r *http.Request, err error) {
+		got = err
+		tollgate.WriteError(w, r, err)
+	}})
+	return f, &got
 }
 
 func (f *fixture) issue(t *testing.T, user, plan string, limit int64) string {
@@ -543,17 +560,15 @@ func TestStoreFailures(t *testing.T) {
 	})
 	t.Run("quotas", func(t *testing.T) {
 		t.Parallel()
-		var got error
-		f := newFixture(t, tollgate.Config{OnError: func(w http.ResponseWriter, r *http.Request, err error) {
-			got = err
-			tollgate.WriteError(w, r, err)
-		}})
+		f, got := newFixtureOnError(t)
 		key := f.issue(t, "sam", "silver", 0)
 		f.quotas.down.Store(true)
-		check(t, call(f.gate.Require("silver")(ok), key), "quota store down")
-		if !errors.Is(got, tollgate.ErrUnavailable) || !errors.Is(got, errDown) {
-			t.Errorf("OnError got %v, want ErrUnavailable wrapping the store's error", got)
+		a := call(f.gate.Require("silver")(ok), key)
+		check(t, a, "quota store down")
+		if !errors.Is(*got, tollgate.ErrUnavailable) || !errors.Is(*got, errDown) {
+			t.Errorf("OnError got %v, want ErrUnavailable wrapping the store's error", *got)
 		}
+		checkBurstOnly(t, a, "quota store down")
 	})
 	t.Run("burst fails open", func(t *testing.T) {
 		t.Parallel()
@@ -820,4 +835,45 @@ func TestLedger(t *testing.T) {
 	if len(ledger.batches) != 2 || ledger.batches[0] != ledger.batches[1] {
 		t.Errorf("batches written %v, want one batch written twice under one name", ledger.batches)
 	}
+}
+
+// checkBurstOnly checks that a, refused at the quota step with no usage to show,
+// carries the silver plan's burst headers for the one request it counted, and no
+// quota headers.
+func checkBurstOnly(t *testing.T, a answer, what string) {
+	t.Helper()
+	for k, want := range map[string]string{
+		"X-Ratelimit-Limit":     "100",
+		"X-Ratelimit-Remaining": "99",
+		"Ratelimit-Policy":      `"silver";q=100;w=60`,
+	} {
+		if got := a.header.Get(k); got != want {
+			t.Errorf("%s: %s %q, want %q", what, k, got, want)
+		}
+	}
+	if got := a.header.Get("X-Ratelimit-Reset"); got == "" {
+		t.Errorf("%s: no X-RateLimit-Reset", what)
+	}
+	if got := a.header.Get("Ratelimit"); !regexp.MustCompile(`^"silver";r=99;t=\d+$`).MatchString(got) {
+		t.Errorf("%s: RateLimit %q, want the burst entry alone", what, got)
+	}
+	for _, k := range []string{"X-Quota-Limit", "X-Quota-Remaining", "X-Quota-Reset"} {
+		if got := a.header.Get(k); got != "" {
+			t.Errorf("%s: %s %q, want none (no usage is known)", what, k, got)
+		}
+	}
+}
+
+// A key whose quota is gone is refused as a revoked key (403), with the burst
+// headers of the request it spent.
+func TestKeyWithoutQuota(t *testing.T) {
+	t.Parallel()
+	f, got := newFixtureOnError(t)
+	key := f.issue(t, "sam", "silver", 0)
+	f.quotas.missing.Store(true)
+	a := call(f.gate.Require("silver")(ok), key)
+	if a.status != http.StatusForbidden || !errors.Is(*got, apikey.ErrInvalid) || !errors.Is(*got, quota.ErrNotFound) {
+		t.Fatalf("a key without a quota: %d %q, want 403 as a revoked key", a.status, a.detail)
+	}
+	checkBurstOnly(t, a, "key without a quota")
 }
