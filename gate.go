@@ -76,6 +76,7 @@ type Config struct {
 	// BurstMaxBatch bounds how many hits the burst limiter takes from a remote
 	// counter store (Redis) at once, to spend them locally (see
 	// ratelimit.Config.MaxBatch); 0 is its default, 1 turns batching off.
+	// Whatever it says, a batch is at most 2.5% of its window's limit.
 	BurstMaxBatch int
 	// Cycle is the quota cycle the quota store counts in; 0 means
 	// quota.DefaultCycle. It only sets the headers' reset times and must agree

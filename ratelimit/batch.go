@@ -10,7 +10,11 @@ import (
 
 // DefaultMaxBatch is the largest batch the Limiter takes from a BatchStore when
 // Config.MaxBatch is 0 (see Batches in the package comment for the choice).
-const DefaultMaxBatch = 16
+const DefaultMaxBatch = 256
+
+// batchShare bounds a batch to 1/batchShare of its window's limit (2.5%, at
+// least 1 hit): what one replica may hold back of a bucket, whatever MaxBatch.
+const batchShare = 40
 
 const (
 	// batchQuick is the age at which a batch is spent "quickly": a bucket whose
@@ -156,8 +160,10 @@ func (e *batchEntry) window() Window {
 // next returns the size of the take about to start at now and adapts the
 // bucket's batch size: doubled when the last batch was spent quickly or another
 // take is still in flight, halved for each batchQuick the last one lasted; then
-// bounded by most and by a quarter of what the window has left.
+// bounded by most, by 1/batchShare of the limit and by a quarter of what the
+// window has left.
 func (e *batchEntry) next(now time.Time, most int64) int64 {
+	most = min(most, max(e.rate.Limit/batchShare, 1))
 	switch since := now.Sub(e.lastGrant); {
 	case e.flights > 0 || !e.lastGrant.IsZero() && since < batchQuick:
 		if e.size <= most/2 {

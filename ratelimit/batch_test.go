@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -188,8 +189,9 @@ func TestBatchingIsChosen(t *testing.T) {
 			t.Errorf("%T with MaxBatch %d: %d store calls for 100 requests", tc.store, tc.max, calls)
 		}
 		if tc.max == 0 && tc.batched {
-			if sizes := tc.store.(*remote).batchSizes(); sizes[len(sizes)-1] != DefaultMaxBatch {
-				t.Errorf("default batches %v, want them to reach %d", sizes, DefaultMaxBatch)
+			// 1000/batchShare bounds the default batches before DefaultMaxBatch does.
+			if sizes := tc.store.(*remote).batchSizes(); sizes[len(sizes)-1] != rate.Limit/batchShare {
+				t.Errorf("default batches %v, want them to reach %d", sizes, rate.Limit/batchShare)
 			}
 		}
 	}
@@ -252,7 +254,7 @@ func TestBatchHalves(t *testing.T) {
 	t.Parallel()
 	clk := newTestClock()
 	store := newRemote(clk.Now)
-	l := newBatchLimiter(t, store, Config{Now: clk.Now})
+	l := newBatchLimiter(t, store, Config{Now: clk.Now, MaxBatch: 16})
 	rate := Rate{Limit: 1_000_000, Period: time.Hour}
 	allow := func() {
 		t.Helper()
@@ -276,6 +278,32 @@ func TestBatchHalves(t *testing.T) {
 	sizes := store.batchSizes()
 	if want := "[1 2 4 8 16 16 4 8]"; fmt.Sprint(sizes) != want {
 		t.Fatalf("batches %v, want %s (16 lasted 210ms: a quarter; then quick again: doubled)", sizes, want)
+	}
+}
+
+// TestBatchShareOfLimit: with the default MaxBatch, a busy bucket's batches grow
+// to 1/batchShare of its limit (2.5%, at least 1 hit) and no further, up to
+// DefaultMaxBatch: what one replica may hold back of a window. The plans' burst
+// rates of the reference server are among the limits.
+func TestBatchShareOfLimit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ limit, most int64 }{
+		{30, 1}, {79, 1}, {80, 2}, {600, 15}, {3000, 75}, {1_000_000, DefaultMaxBatch},
+	} {
+		clk := newTestClock()
+		store := newRemote(clk.Now)
+		l := newBatchLimiter(t, store, Config{Now: clk.Now})
+		rate := Rate{Limit: tc.limit, Period: time.Hour}
+		for range min(tc.limit, 2000) {
+			clk.Add(100 * time.Microsecond) // every batch spent quickly
+			if res := l.Allow(context.Background(), "b", rate); !res.Allowed {
+				t.Fatalf("limit %d: %+v", tc.limit, res)
+			}
+		}
+		sizes := store.batchSizes()
+		if got := slices.Max(sizes); got != tc.most {
+			t.Errorf("limit %d: batches %v, want them to reach %d and no more", tc.limit, sizes, tc.most)
+		}
 	}
 }
 
@@ -335,7 +363,7 @@ func TestBatchHeldHitsExpire(t *testing.T) {
 	t.Parallel()
 	clk := newTestClock()
 	store := newRemote(clk.Now)
-	l := newBatchLimiter(t, store, Config{Now: clk.Now})
+	l := newBatchLimiter(t, store, Config{Now: clk.Now, MaxBatch: 16})
 	rate := Rate{Limit: 1000, Period: time.Minute}
 	for len(store.batchSizes()) < 5 {
 		clk.Add(time.Millisecond)
@@ -361,12 +389,12 @@ func TestBatchHeldHitsExpire(t *testing.T) {
 // batches race (some granted in part) near the end.
 func TestBatchExactAcrossLimiters(t *testing.T) {
 	t.Parallel()
-	for _, limit := range []int64{1, 7, 40, 1000, 5000} {
+	for _, limit := range []int64{1, 7, 40, 80, 1000, 5000, 20_000} {
 		clk := newTestClock()
 		store := newRemote(clk.Now)
 		store.hook = func(context.Context, int64) error { runtime.Gosched(); return nil }
 		a := newBatchLimiter(t, store, Config{Now: clk.Now})
-		b := newBatchLimiter(t, store, Config{Now: clk.Now, MaxBatch: 64})
+		b := newBatchLimiter(t, store, Config{Now: clk.Now, MaxBatch: 16})
 		rate := Rate{Limit: limit, Period: time.Hour}
 		var allowed atomic.Int64
 		var wg sync.WaitGroup
@@ -411,7 +439,7 @@ func blocking(store *remote) (entered chan int64, release chan struct{}) {
 }
 
 // warm grows bucket's batches to size 16 and spends what it holds, so that the
-// next request takes a batch of 16.
+// next request of a limiter with MaxBatch 16 takes a batch of 16.
 func warm(t *testing.T, l *Limiter, clk *testClock, bucket string, rate Rate) {
 	t.Helper()
 	for {
@@ -431,7 +459,7 @@ func TestBatchWaiters(t *testing.T) {
 	t.Parallel()
 	clk := newTestClock()
 	store := newRemote(clk.Now)
-	l := newBatchLimiter(t, store, Config{Now: clk.Now})
+	l := newBatchLimiter(t, store, Config{Now: clk.Now, MaxBatch: 16})
 	rate := Rate{Limit: 100_000, Period: time.Hour}
 	warm(t, l, clk, "b", rate)
 	before := l.Stats()
@@ -473,7 +501,7 @@ func TestBatchWaiterCanceled(t *testing.T) {
 	t.Parallel()
 	clk := newTestClock()
 	store := newRemote(clk.Now)
-	l := newBatchLimiter(t, store, Config{Now: clk.Now})
+	l := newBatchLimiter(t, store, Config{Now: clk.Now, MaxBatch: 16})
 	rate := Rate{Limit: 100_000, Period: time.Hour}
 	warm(t, l, clk, "b", rate)
 	entered, release := blocking(store)
@@ -508,7 +536,7 @@ func TestBatchWaiterDeadline(t *testing.T) {
 	for _, failClosed := range []bool{false, true} {
 		clk := newTestClock()
 		store := newRemote(clk.Now)
-		l := newBatchLimiter(t, store, Config{Now: clk.Now, FailClosed: failClosed})
+		l := newBatchLimiter(t, store, Config{Now: clk.Now, FailClosed: failClosed, MaxBatch: 16})
 		rate := Rate{Limit: 100_000, Period: time.Hour}
 		warm(t, l, clk, "b", rate)
 		entered, release := blocking(store)
@@ -540,7 +568,7 @@ func TestBatchTakerCanceled(t *testing.T) {
 	t.Parallel()
 	clk := newTestClock()
 	store := newRemote(clk.Now)
-	l := newBatchLimiter(t, store, Config{Now: clk.Now})
+	l := newBatchLimiter(t, store, Config{Now: clk.Now, MaxBatch: 16})
 	rate := Rate{Limit: 100_000, Period: time.Hour}
 	warm(t, l, clk, "b", rate)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -584,7 +612,7 @@ func TestBatchStoreFails(t *testing.T) {
 	t.Parallel()
 	clk := newTestClock()
 	store := newRemote(clk.Now)
-	l := newBatchLimiter(t, store, Config{Now: clk.Now})
+	l := newBatchLimiter(t, store, Config{Now: clk.Now, MaxBatch: 16})
 	rate := Rate{Limit: 100_000, Period: time.Hour}
 	warm(t, l, clk, "b", rate)
 	// Another bucket holds hits.
@@ -670,7 +698,7 @@ func TestBatchExhaustedWhileOthersFly(t *testing.T) {
 	clk := newTestClock()
 	store := newRemote(clk.Now)
 	l := newBatchLimiter(t, store, Config{Now: clk.Now})
-	rate := Rate{Limit: 20, Period: time.Hour}
+	rate := Rate{Limit: 80, Period: time.Hour} // batches of up to 80/batchShare = 2
 	if res := l.Allow(context.Background(), "b", rate); !res.Allowed {
 		t.Fatal(res)
 	}

@@ -77,34 +77,37 @@
 //   - Adaptive size. k starts at 1 and doubles each time a batch was spent within
 //     100ms of arriving (or demand outran it: a request found the last batch
 //     still on its way); it halves for each 100ms a batch lasted longer. k is at
-//     most Config.MaxBatch and at most a quarter of what the window had left at
-//     the bucket's last take (at least 1), so as a bucket nears its limit its
-//     batches shrink to single hits and the replicas share the last hits one
-//     request at a time.
+//     most Config.MaxBatch, at most 1/40 of the window's limit (2.5%, at least
+//     1) and at most a quarter of what the window had left at the bucket's last
+//     take (at least 1), so as a bucket nears its limit its batches shrink to
+//     single hits and the replicas share the last hits one request at a time.
 //   - Under-admission, bounded. Hits taken and not spent before their window
 //     ends were counted but never allowed. A process refuses a request only when
 //     it holds no hit of the bucket and none is on its way, so one process alone
 //     still serves its limit to the last hit. Across processes, a replica may
 //     refuse a bucket while another holds some of the bucket's hits: at most one
-//     batch per bucket and process, that is MaxBatch-1 hits and no more than a
-//     quarter of what remained when the batch was taken (plus, rarely, the hit of
-//     a request that gave up waiting for a batch). The same is lost, for one
-//     window, when a process exits or crashes.
+//     batch per bucket and process, that is fewer than 2.5% of the limit and
+//     than MaxBatch hits, and no more than a quarter of what remained when the
+//     batch was taken (plus, rarely, the hit of a request that gave up waiting
+//     for a batch). The same is lost, for one window, when a process exits or
+//     crashes.
 //   - Remaining is this process's view: what the store had left at the bucket's
 //     last take, plus the hits this process holds. The hits other processes hold
 //     are already subtracted (they are counted in the store); what they spent
 //     since this process's last take is not yet, so a replica's Remaining may be
 //     high by up to that much, never above the limit.
 //
-// DefaultMaxBatch is 16: on a hot bucket a request then costs 1/16 of a round
-// trip (measured: 0.0625 Redis round trips per request, serially, in parallel,
-// and on one bucket from 32 goroutines, against 1.0 without batches), 94% of
-// the round trips saved, where 64 would save only 4.7% more of them while
-// quadrupling what a replica may hold back. 15 hits at most is 2.5% of a
-// 600-per-minute limit; for small limits the quarter of what remains is the
-// tighter bound (7 of a fresh 30-per-minute window, and single hits once fewer
-// than 8 remain). MaxBatch 1 turns batching off; memstore is never batched (its
-// Take costs less than a batch's bookkeeping).
+// The share of the limit bounds what a replica holds back, so it is the bound
+// that matters at the usual burst rates: a 600-per-minute bucket's batches stop
+// at 15 hits, a 3,000-per-minute one's at 75, and a bucket of fewer than 80 a
+// window (30 per minute, say) is counted one request at a time; once it is
+// exhausted the deny cache answers it without the store. DefaultMaxBatch, 256,
+// bounds only buckets of more than 10,240 a window, where 255 hits are under
+// 2.5%: on such a hot bucket a request costs 1/256 of a round trip where
+// batches of 16 cost 1/16, and the gate on PostgreSQL + Redis over a no-op
+// handler (64 such buckets) kept 0.63 of a bare handler's throughput against
+// 0.575 with batches of 16 (docs/BENCHMARKS.md). MaxBatch 1 turns batching off;
+// memstore is never batched (its Take costs less than a batch's bookkeeping).
 //
 // The package writes no HTTP response: the root tollgate package turns a Result
 // into headers and answers, and maps ErrLimited (429) and ErrUnavailable (503)
