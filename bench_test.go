@@ -127,7 +127,9 @@ func benchGate(b *testing.B, stores tollgate.Stores, cfg tollgate.Config) (*toll
 // the only difference. bare_with_headers is the bare handler setting the eight
 // headers the gate adds, as constants: the part of the gate's cost that is its
 // headers, whatever computes them; memory_ietf_headers is the memory gate setting
-// the two headers of the IETF draft only (Config.OmitHeaders).
+// the two headers of the IETF draft only (Config.OmitHeaders), and
+// postgres_redis_burst_batch_16 the PostgreSQL + Redis gate with the burst
+// limiter's batches capped at 16 hits (Config.BurstMaxBatch).
 func BenchmarkGate(b *testing.B) {
 	b.Run("bare_with_headers", func(b *testing.B) {
 		same := loadgen.Same(loadgen.Request{Path: "/x"})
@@ -140,6 +142,11 @@ func BenchmarkGate(b *testing.B) {
 	// (Config.OmitHeaders), which carry the burst limit and the quota both.
 	b.Run("memory_ietf_headers", func(b *testing.B) {
 		compareGate(b, benchBackends()[0].stores(b), tollgate.Config{OmitHeaders: tollgate.HeadersXRateLimit | tollgate.HeadersXQuota})
+	})
+	// PostgreSQL + Redis with burst batches of at most 16 hits, the default
+	// before it was 256: what a Redis round trip every 16 requests costs.
+	b.Run("postgres_redis_burst_batch_16", func(b *testing.B) {
+		compareGate(b, benchBackends()[2].stores(b), tollgate.Config{BurstMaxBatch: 16})
 	})
 }
 
