@@ -86,11 +86,11 @@
 //     it holds no hit of the bucket and none is on its way, so one process alone
 //     still serves its limit to the last hit. Across processes, a replica may
 //     refuse a bucket while another holds some of the bucket's hits: at most one
-//     batch per bucket and process, that is fewer than 2.5% of the limit and
-//     than MaxBatch hits, and no more than a quarter of what remained when the
-//     batch was taken (plus, rarely, the hit of a request that gave up waiting
-//     for a batch). The same is lost, for one window, when a process exits or
-//     crashes.
+//     batch per bucket and process less the hit that took it, that is under 2.5%
+//     of the limit, at most MaxBatch-1 hits and no more than a quarter of what
+//     remained when the batch was taken (plus, rarely, the hit of a request that
+//     gave up waiting for a batch). The same is lost, for one window, when a
+//     process exits or crashes.
 //   - Remaining is this process's view: what the store had left at the bucket's
 //     last take, plus the hits this process holds. The hits other processes hold
 //     are already subtracted (they are counted in the store); what they spent
