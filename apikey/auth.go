@@ -47,9 +47,7 @@ type Authenticator struct {
 // NewAuthenticator returns an Authenticator that looks keys up in s. If s
 // implements Changes, the Authenticator watches it for as long as s lives, and
 // forgets each key that s announces changed. Its change channel starts down (see
-// SetChannel). A cache keeps two sweeper goroutines of its LRU library (golang-
-// lru's expirable LRU, which cannot stop them) for the life of the process: make
-// one Authenticator per store, at start-up.
+// SetChannel).
 func NewAuthenticator(s Store, cfg Config) *Authenticator {
 	a := &Authenticator{store: s, maxLen: cfg.MaxKeyLength, now: cfg.Now}
 	if a.maxLen <= 0 {

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // Cache defaults (see CacheConfig).
@@ -71,8 +71,8 @@ type CacheStats struct {
 	// Lookups counts store lookups made: at most Misses, fewer when concurrent
 	// misses of one key shared a lookup.
 	Lookups uint64
-	// Entries is how many entries the cache holds, including any aged out but
-	// not yet swept.
+	// Entries is how many entries the cache holds, including any that aged out
+	// and have not been replaced or pushed out yet.
 	Entries int
 	// ChannelUp is the change channel's state as SetChannel last set it.
 	ChannelUp bool
@@ -109,7 +109,7 @@ func (s *channelState) up() bool { return s.v.Load()&1 == 1 }
 // cache holds the entries, in two LRUs: keys the store found and unknown hashes.
 type cache struct {
 	st                    *channelState
-	known, unknown        *expirable.LRU[[32]byte, entry]
+	known, unknown        *lru.Cache[[32]byte, entry]
 	ttl, negTTL, fallback time.Duration
 	now                   func() time.Time
 	expiry                func() time.Time // the Authenticator's clock, for ExpiresAt
@@ -160,12 +160,14 @@ func newCache(cfg CacheConfig, st *channelState, expiry func() time.Time) *cache
 	}
 	nUnknown := max(cfg.Size/4, 1)
 	nKnown := max(cfg.Size-nUnknown, 1)
-	// The LRUs' own expiry (wall clock) only sweeps entries that can no longer
-	// be served, to give their memory back; freshness is decided by fresh, on
-	// the cache's clock and the channel's state.
-	sweep := max(c.ttl, c.negTTL, c.fallback)
-	c.known = expirable.NewLRU[[32]byte, entry](nKnown, nil, sweep)
-	c.unknown = expirable.NewLRU[[32]byte, entry](nUnknown, nil, sweep)
+	// Plain LRUs, without expiry of their own: freshness is decided by fresh,
+	// on the cache's clock and the channel's state, and an entry that aged out
+	// keeps its slot until a lookup replaces it or newer entries push it out.
+	// The size bounds the memory either way, and an LRU with expiry would read
+	// the clock once more on every hit and keep sweeper goroutines that nothing
+	// can stop.
+	c.known, _ = lru.New[[32]byte, entry](nKnown) // errors only for a size < 1
+	c.unknown, _ = lru.New[[32]byte, entry](nUnknown)
 	return c
 }
 
