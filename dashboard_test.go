@@ -107,8 +107,8 @@ func TestDashboardKeys(t *testing.T) {
 	if a := call(d.gate.Require("gold")(ok), old); a.status != 200 {
 		t.Fatalf("call: %d", a.status)
 	}
-	start := d.now
-	d.now = d.now.Add(time.Minute) // keys are listed newest first
+	start := d.clock.Now()
+	d.clock.Add(time.Minute) // keys are listed newest first
 	w := d.do("POST", "/keys/rotate", "gus", "")
 	nk := decode[tollgate.NewKey](t, w)
 	if !strings.HasPrefix(nk.Key, apikey.DefaultPrefix) || nk.Plan != "gold" || nk.MonthlyCallLimit != 1000 || nk.Masked != apikey.Mask(nk.Key[len(nk.Key)-4:]) {
@@ -225,10 +225,10 @@ func TestDashboardUsage(t *testing.T) {
 	d := newDash(t, nil)
 	ctx := context.Background()
 	const day = 24 * time.Hour
-	start := d.now // 2026-05-01 12:00 UTC
+	start := d.clock.Now() // 2026-05-01 12:00 UTC
 	raw := d.issue(t, "gus", "gold", 0)
 	k := keyOf(t, d.fixture, raw)
-	d.now = start.Add(2*day + 3*time.Hour) // 2026-05-03 15:00
+	d.clock.Set(start.Add(2*day + 3*time.Hour)) // 2026-05-03 15:00
 	err := d.ledger.Record(ctx, "", []entitlement.UsageRecord{
 		{KeyID: k.ID, UserID: "gus", Bucket: start.Add(-3 * day), Calls: 1000}, // before the cycle
 		{KeyID: k.ID, UserID: "gus", Bucket: start.Add(time.Minute), Calls: 5},
@@ -327,7 +327,7 @@ func billingOn(t *testing.T, apiKey string) func(f *fixture, ents *entmem.Store)
 		cat["gold"] = gold
 		cfg := entitlement.Config{
 			Catalog: cat, Keys: f.gate, WebhookSecret: testWebhookSecret, SealKey: bytes.Repeat([]byte{7}, entitlement.SealKeySize),
-			Now: func() time.Time { return f.now },
+			Now: f.clock.Now,
 		}
 		if apiKey != "" {
 			cfg.Billing = entitlement.BillingConfig{
@@ -417,7 +417,7 @@ func TestDashboardCheckoutPortal(t *testing.T) {
 	problemtest.Check(t, d.do("POST", "/billing/checkout", "gus", `{"plan":"free"}`), 400, "Unknown plan")
 	problemtest.Check(t, d.do("POST", "/billing/portal", "gus", ""), 404, "No billing account for this user")
 	err := ents.Update(context.Background(), func(ctx context.Context, tx entitlement.Tx) error {
-		_, err := tx.BindCustomer(ctx, entitlement.Customer{ID: "cus_gus", UserID: "gus", BoundAt: d.now})
+		_, err := tx.BindCustomer(ctx, entitlement.Customer{ID: "cus_gus", UserID: "gus", BoundAt: d.clock.Now()})
 		return err
 	})
 	if err != nil {
@@ -434,10 +434,10 @@ func TestDashboardCheckoutPortal(t *testing.T) {
 func TestDashboardRotateGrace(t *testing.T) {
 	t.Parallel()
 	d := newDash(t, nil)
-	d.now = time.Now().UTC().Truncate(time.Second) // the key cache expires keys by the wall clock
+	d.clock.Set(time.Now().UTC().Truncate(time.Second)) // the key cache expires keys by the wall clock
 	old := d.issue(t, "gus", "gold", 0)
-	start := d.now
-	d.now = d.now.Add(time.Minute)
+	start := d.clock.Now()
+	d.clock.Add(time.Minute)
 	nk := decode[tollgate.NewKey](t, d.do("POST", "/keys/rotate", "gus", `{"grace_seconds":3600}`))
 	h := d.gate.Require("gold")(ok)
 	for _, raw := range []string{old, nk.Key} {
@@ -457,7 +457,7 @@ func TestDashboardRotateGrace(t *testing.T) {
 	if next.CallsUsed != 2 || prev.CallsUsed != 2 {
 		t.Errorf("both keys spend one quota: %d and %d calls used, want 2 and 2", next.CallsUsed, prev.CallsUsed)
 	}
-	d.now = expires
+	d.clock.Set(expires)
 	kl = decode[tollgate.KeyList](t, d.do("GET", "/keys", "gus", ""))
 	if prev := kl.Keys[1]; prev.Status != "revoked" || prev.RevokedAt == nil || !prev.RevokedAt.Equal(expires) || !prev.ExpiresAt.Equal(expires) {
 		t.Fatalf("after the grace: old %+v", prev)

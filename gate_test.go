@@ -21,6 +21,7 @@ import (
 	akmem "github.com/releaseradar/tollgate/apikey/memstore"
 	"github.com/releaseradar/tollgate/entitlement"
 	entmem "github.com/releaseradar/tollgate/entitlement/memstore"
+	"github.com/releaseradar/tollgate/internal/testenv"
 	"github.com/releaseradar/tollgate/quota"
 	qmem "github.com/releaseradar/tollgate/quota/memstore"
 	"github.com/releaseradar/tollgate/ratelimit"
@@ -99,7 +100,7 @@ type fixture struct {
 	keys     *flakyKeys
 	quotas   *flakyQuotas
 	counters *flakyCounters
-	now      time.Time
+	clock    *testenv.Clock // the gate's (Config.Now), unless the test set its own
 }
 
 func newFixture(t *testing.T, cfg tollgate.Config) *fixture {
@@ -108,10 +109,10 @@ func newFixture(t *testing.T, cfg tollgate.Config) *fixture {
 		keys:     &flakyKeys{Store: akmem.New()},
 		quotas:   &flakyQuotas{Store: qmem.New(qmem.Config{})},
 		counters: &flakyCounters{Store: rlmem.New()},
-		now:      time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC),
+		clock:    testenv.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)),
 	}
 	if cfg.Now == nil {
-		cfg.Now = func() time.Time { return f.now }
+		cfg.Now = f.clock.Now
 	}
 	g, err := tollgate.New(tollgate.Stores{Keys: f.keys, Quotas: f.quotas, Counters: f.counters}, testPlans(), cfg)
 	if err != nil {
@@ -210,7 +211,7 @@ func TestChainOrder(t *testing.T) {
 		if a.status != 200 || a.header.Get("X-Quota-Remaining") != want || a.header.Get("X-Quota-Limit") != "3" {
 			t.Fatalf("silver call %d: %d remaining %q", i+1, a.status, a.header.Get("X-Quota-Remaining"))
 		}
-		if got, want := a.header.Get("X-Quota-Reset"), strconv.FormatInt(f.now.Add(quota.DefaultCycle).Unix(), 10); got != want {
+		if got, want := a.header.Get("X-Quota-Reset"), strconv.FormatInt(f.clock.Now().Add(quota.DefaultCycle).Unix(), 10); got != want {
 			t.Errorf("X-Quota-Reset %s, want %s", got, want)
 		}
 	}
@@ -244,7 +245,7 @@ func TestChainOrder(t *testing.T) {
 	if err := f.gate.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	u, err := f.quotas.Usage(context.Background(), keyOf(t, f, gold).QuotaID, f.now)
+	u, err := f.quotas.Usage(context.Background(), keyOf(t, f, gold).QuotaID, f.clock.Now())
 	if err != nil || u.Used != 4 {
 		t.Fatalf("gold usage %+v, %v: want 4 (the refused burst spent nothing)", u, err)
 	}
@@ -267,7 +268,7 @@ func TestRateLimitHeaders(t *testing.T) {
 	a := call(h, gold)
 	// The monthly quota is a second policy beside the burst limit's
 	// (draft-ietf-httpapi-ratelimit-headers: a List of policies): 1000 calls in
-	// a 30-day window, the cycle having started at f.now.
+	// a 30-day window, the cycle having started at the fixture clock's time.
 	cycle := strconv.FormatInt(int64(quota.DefaultCycle/time.Second), 10)
 	want := map[string]string{
 		"X-RateLimit-Limit":     "4",
@@ -297,7 +298,7 @@ func TestRateLimitHeaders(t *testing.T) {
 
 	// A call given back shows the quota unspent in both forms; ten minutes on, the
 	// quota's t has moved with the gate's clock.
-	f.now = f.now.Add(10 * time.Minute)
+	f.clock.Add(10 * time.Minute)
 	missing := f.gate.Require("gold")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }))
 	a = call(missing, gold)
 	left := strconv.FormatInt(int64((quota.DefaultCycle-10*time.Minute)/time.Second), 10)
@@ -483,7 +484,7 @@ func TestGiveBack(t *testing.T) {
 	if err := f.gate.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if u, _ := f.quotas.Usage(context.Background(), keyOf(t, f, silver).QuotaID, f.now); u.Used != 3 {
+	if u, _ := f.quotas.Usage(context.Background(), keyOf(t, f, silver).QuotaID, f.clock.Now()); u.Used != 3 {
 		t.Errorf("the store counts %d calls after Close, want the 3 served", u.Used)
 	}
 
@@ -533,7 +534,7 @@ func TestGiveBackOutlivesClient(t *testing.T) {
 	if err := f.gate.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if u, _ := f.quotas.Usage(context.Background(), keyOf(t, f, silver).QuotaID, f.now); u.Used != 1 {
+	if u, _ := f.quotas.Usage(context.Background(), keyOf(t, f, silver).QuotaID, f.clock.Now()); u.Used != 1 {
 		t.Errorf("store counts %d after Close, want the 1 served", u.Used)
 	}
 }
@@ -598,7 +599,7 @@ func TestStoreFailures(t *testing.T) {
 		key := f.issue(t, "sam", "silver", 0)
 		f.counters.down.Store(true)
 		check(t, call(f.gate.Require("silver")(ok), key), "burst store down, fail-closed")
-		if u, _ := f.quotas.Usage(context.Background(), keyOf(t, f, key).QuotaID, f.now); u.Used != 0 {
+		if u, _ := f.quotas.Usage(context.Background(), keyOf(t, f, key).QuotaID, f.clock.Now()); u.Used != 0 {
 			t.Errorf("a request refused by the limiter spent quota: %+v", u)
 		}
 	})
@@ -754,8 +755,8 @@ func TestLastUsed(t *testing.T) {
 	if err := f.gate.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if k := keyOf(t, f, silver); !k.LastUsedAt.Equal(f.now) {
-		t.Errorf("LastUsedAt after Close = %v, want %v", k.LastUsedAt, f.now)
+	if k := keyOf(t, f, silver); !k.LastUsedAt.Equal(f.clock.Now()) {
+		t.Errorf("LastUsedAt after Close = %v, want %v", k.LastUsedAt, f.clock.Now())
 	}
 	if k := keyOf(t, f, gold); !k.LastUsedAt.IsZero() {
 		t.Errorf("a call given back counted as a use: %v", k.LastUsedAt)
@@ -817,7 +818,7 @@ func TestLedger(t *testing.T) {
 	call(h, key)
 	call(h, key)
 	call(notFound, key)
-	f.now = f.now.Add(time.Minute)
+	f.clock.Add(time.Minute)
 	call(h, key)
 	if err := f.gate.Close(ctx); err == nil {
 		t.Fatal("Close reported no error although the ledger failed")
@@ -825,7 +826,7 @@ func TestLedger(t *testing.T) {
 	if err := f.gate.Close(ctx); err != nil { // the retry
 		t.Fatal(err)
 	}
-	got, err := store.Usage(ctx, "sam", f.now.Add(-time.Hour), f.now.Add(time.Hour))
+	got, err := store.Usage(ctx, "sam", f.clock.Now().Add(-time.Hour), f.clock.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -399,7 +399,7 @@ func TestGraceOnInjectedClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := f.now.Add(time.Hour).UTC().Format(http.TimeFormat)
+	want := f.clock.Now().Add(time.Hour).UTC().Format(http.TimeFormat)
 	for i, c := range []struct {
 		key, sunset string
 		status      int
@@ -412,7 +412,7 @@ func TestGraceOnInjectedClock(t *testing.T) {
 			t.Fatalf("call %d: status %d Sunset %q, want %d %q", i, a.status, a.header.Get("Sunset"), c.status, c.sunset)
 		}
 	}
-	f.now = f.now.Add(time.Hour)
+	f.clock.Add(time.Hour)
 	if a := call(h, old); a.status != http.StatusForbidden {
 		t.Fatalf("old key at its expiry: %d, want 403", a.status)
 	}

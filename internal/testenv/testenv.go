@@ -209,6 +209,39 @@ func (b *Buffer) Reset() {
 	b.buf.Reset()
 }
 
+// Clock is a clock a test sets and moves, which the goroutines of the code under
+// test (a gate's flush loop, a lease's idle timer) may read meanwhile. Pass its
+// Now where a Config takes a clock.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a Clock that reads t.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Set moves the clock to t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// Add moves the clock by d and returns its new time.
+func (c *Clock) Add(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+	return c.t
+}
+
 // StripeMockEnv names the variable holding the path of the stripe-mock binary
 // (go install github.com/stripe/stripe-mock@v0.203.0).
 const StripeMockEnv = "TOLLGATE_TEST_STRIPE_MOCK"
