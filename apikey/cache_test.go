@@ -12,31 +12,15 @@ import (
 
 	"github.com/releaseradar/tollgate/apikey"
 	"github.com/releaseradar/tollgate/apikey/memstore"
+	"github.com/releaseradar/tollgate/internal/testenv"
 )
 
 // hang bounds waits for goroutines: it guards against a test that would hang,
 // and asserts nothing about speed.
 const hang = time.Minute
 
-// clock is a settable clock for the cache.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: now} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// newClock returns a settable clock for the cache, at now.
+func newClock() *testenv.Clock { return testenv.NewClock(now) }
 
 // watchedStore is a memstore whose lookups are counted; it implements
 // apikey.Changes (memstore's Watch), so an Authenticator watches it.
@@ -254,12 +238,12 @@ func TestNegativeCache(t *testing.T) {
 		t.Errorf("%d lookups for 100 distinct keys sent 3 times, want 100", n)
 	}
 	// Unknown hashes age out after NegativeTTL.
-	clk.Advance(apikey.DefaultNegativeTTL - time.Nanosecond)
+	clk.Add(apikey.DefaultNegativeTTL - time.Nanosecond)
 	mustRefuse(t, a, "rr_live_nope", apikey.ErrInvalid)
 	if n := s.lookups.Load(); n != 102 {
 		t.Errorf("%d lookups before NegativeTTL, want 102", n)
 	}
-	clk.Advance(time.Nanosecond)
+	clk.Add(time.Nanosecond)
 	mustRefuse(t, a, "rr_live_nope", apikey.ErrInvalid)
 	if n := s.lookups.Load(); n != 103 {
 		t.Errorf("%d lookups at NegativeTTL, want 103", n)
@@ -277,7 +261,7 @@ func TestCacheTTLs(t *testing.T) {
 	lookups := int32(0)
 	step := func(what string, d time.Duration, wantLookup bool) {
 		t.Helper()
-		clk.Advance(d)
+		clk.Add(d)
 		mustAuth(t, a, f.gold, "u-gold")
 		if wantLookup {
 			lookups++
@@ -324,7 +308,7 @@ func TestCacheTTLs(t *testing.T) {
 	before := s.lookups.Load()
 	refuse := func(what string, d time.Duration, want int32) {
 		t.Helper()
-		clk.Advance(d)
+		clk.Add(d)
 		mustRefuse(t, a, "rr_live_nope", apikey.ErrInvalid)
 		if n := s.lookups.Load() - before; n != want {
 			t.Fatalf("%s: %d lookups, want %d", what, n, want)
@@ -362,7 +346,7 @@ func TestStoreErrorIsNotCached(t *testing.T) {
 		t.Errorf("%d lookups, want 4", n)
 	}
 	// An aged entry is not served while the store fails: the request fails.
-	clk.Advance(apikey.DefaultFallbackTTL)
+	clk.Add(apikey.DefaultFallbackTTL)
 	s.err = boom
 	if _, err := a.Authenticate(context.Background(), f.gold); !errors.Is(err, boom) {
 		t.Fatalf("Authenticate on a failing store with a stale entry = %v", err)

@@ -64,11 +64,11 @@ func TestExpiringKeyRefusedAtExpiresAt(t *testing.T) {
 				t.Errorf("principal of the expiring key = %+v, want %+v", p, want)
 			}
 			mustAuth(t, a, newRaw, "u1")
-			clk.Advance(time.Hour - time.Microsecond)
+			clk.Add(time.Hour - time.Microsecond)
 			mustAuth(t, a, oldRaw, "u1")
 			before := s.lookups.Load()
 
-			clk.Advance(time.Microsecond) // ExpiresAt
+			clk.Add(time.Microsecond) // ExpiresAt
 			mustRefuse(t, a, oldRaw, apikey.ErrRevoked)
 			mustRefuse(t, a, oldRaw, apikey.ErrInvalid)
 			mustAuth(t, a, newRaw, "u1")
@@ -92,11 +92,11 @@ func TestCacheEntryDiesWithExpiresAt(t *testing.T) {
 	ms := memstore.New()
 	oldRaw, _, _ := rotateWithGrace(t, ms, "u1", time.Second)
 	clk := newClock()
-	clk.Advance(time.Second - time.Nanosecond)
+	clk.Add(time.Second - time.Nanosecond)
 	a := apikey.NewAuthenticator(ms, apikey.Config{Now: clk.Now, Cache: apikey.CacheConfig{Now: clk.Now, TTL: time.Hour}})
 	a.SetChannel(true)
 	mustAuth(t, a, oldRaw, "u1")
-	clk.Advance(time.Nanosecond)
+	clk.Add(time.Nanosecond)
 	mustRefuse(t, a, oldRaw, apikey.ErrRevoked)
 }
 

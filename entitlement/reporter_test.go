@@ -41,8 +41,7 @@ type reporterHarness struct {
 	ledger entitlement.MeterLedger
 	mock   *stripetest.Mock
 	rec    *stripetest.Recorder
-	mu     sync.Mutex
-	now    time.Time
+	clk    *testenv.Clock
 	logs   *testenv.Buffer
 }
 
@@ -50,8 +49,8 @@ type reporterHarness struct {
 // bindings) and Reporters share the injected clock, starting at 10:00.
 func newReporterHarness(t *testing.T, b backend, mock *stripetest.Mock) *reporterHarness {
 	t.Helper()
-	rh := &reporterHarness{mock: mock, rec: &stripetest.Recorder{}, now: at(0), logs: &testenv.Buffer{}}
-	rh.harness = newHarness(t, b, func(c *entitlement.Config) { c.Now = rh.clock })
+	rh := &reporterHarness{mock: mock, rec: &stripetest.Recorder{}, clk: testenv.NewClock(at(0)), logs: &testenv.Buffer{}}
+	rh.harness = newHarness(t, b, func(c *entitlement.Config) { c.Now = rh.clk.Now })
 	ledger, ok := rh.store.(entitlement.MeterLedger)
 	if !ok {
 		t.Fatalf("the %s store is not a MeterLedger", b.name)
@@ -60,25 +59,13 @@ func newReporterHarness(t *testing.T, b backend, mock *stripetest.Mock) *reporte
 	return rh
 }
 
-func (h *reporterHarness) clock() time.Time {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.now
-}
-
-func (h *reporterHarness) setNow(t time.Time) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.now = t
-}
-
 // reporter returns a new Reporter (a restart makes another) on the harness's
 // ledger; edit may change its config.
 func (h *reporterHarness) reporter(edit func(*entitlement.ReporterConfig)) *entitlement.Reporter {
 	h.t.Helper()
 	cfg := entitlement.ReporterConfig{
 		EventName: meterEvent, APIKey: testAPIKey, Backend: h.mock.Backend(h.rec), Customers: h.store,
-		Now: h.clock, Logger: slog.New(slog.NewTextHandler(h.logs, nil)),
+		Now: h.clk.Now, Logger: slog.New(slog.NewTextHandler(h.logs, nil)),
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -100,7 +87,7 @@ func (h *reporterHarness) record(recs ...entitlement.UsageRecord) {
 // pass runs ReportOnce at now and returns the meter events it sent.
 func (h *reporterHarness) pass(r *entitlement.Reporter, now time.Time) ([]sentEvent, entitlement.PassResult, error) {
 	h.t.Helper()
-	h.setNow(now)
+	h.clk.Set(now)
 	h.rec.Reset()
 	res, err := r.ReportOnce(context.Background())
 	var out []sentEvent
@@ -182,7 +169,7 @@ func TestReporter(t *testing.T) {
 			t.Fatalf("pass result %+v, want 3 claims (two unbilled) and 1 send", res)
 		}
 		// user_3 buys a plan at 10:02:40; the new key's calls from then on are billed.
-		h.setNow(at(2, 40))
+		h.clk.Set(at(2, 40))
 		h.bindGold("user_3", "cus_3", "sub_3")
 		h.record(usageRec("key_e", "user_3", at(2, 50), 4))
 		sent, _, _ = h.pass(r, at(4))
@@ -385,7 +372,7 @@ func TestReporterPeriodAndAge(t *testing.T) {
 	mock := stripetest.Start(t)
 	h := newReporterHarness(t, backends[0], mock)
 	old := m10.Add(-40 * 24 * time.Hour)
-	h.setNow(old.Add(-time.Hour)) // a customer for 40 days
+	h.clk.Set(old.Add(-time.Hour)) // a customer for 40 days
 	h.bindGold("user_1", "cus_1", "sub_1")
 	r := h.reporter(func(c *entitlement.ReporterConfig) {
 		c.Period, c.CustomerKey, c.ValueKey = time.Hour, "customer", "calls"
@@ -434,7 +421,7 @@ func TestReporterReplicas(t *testing.T) {
 				recs = append(recs, usageRec(fmt.Sprintf("key_%d", i%4), "user_1", at(i), int64(1+i)))
 			}
 			h.record(recs...)
-			h.setNow(at(60))
+			h.clk.Set(at(60))
 			r1, r2 := h.reporter(func(c *entitlement.ReporterConfig) { c.BatchSize = 7 }), h.reporter(func(c *entitlement.ReporterConfig) { c.BatchSize = 7 })
 			for range 8 {
 				var wg sync.WaitGroup
@@ -478,7 +465,7 @@ func TestReporterRun(t *testing.T) {
 	h := newReporterHarness(t, backends[0], mock)
 	h.bindGold("user_1", "cus_1", "sub_1")
 	r := h.reporter(func(c *entitlement.ReporterConfig) { c.Interval = 10 * time.Millisecond })
-	h.setNow(at(5))
+	h.clk.Set(at(5))
 	h.record(usageRec("key_a", "user_1", at(0), 5))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/releaseradar/tollgate/internal/testenv"
 )
 
 // remote is a BatchStore in memory on an injected clock, standing in for Redis:
@@ -90,25 +92,8 @@ func (s *remote) windowAt(bucket string, t time.Time) int {
 	return -1
 }
 
-// testClock is a settable clock, safe for concurrent use.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newTestClock() *testClock { return &testClock{now: time.Unix(1_700_000_000, 0)} }
+// newTestClock returns a settable clock, safe for concurrent use.
+func newTestClock() *testenv.Clock { return testenv.NewClock(time.Unix(1_700_000_000, 0)) }
 
 var errDown = errors.New("remote: connection refused")
 
@@ -440,7 +425,7 @@ func blocking(store *remote) (entered chan int64, release chan struct{}) {
 
 // warm grows bucket's batches to size 16 and spends what it holds, so that the
 // next request of a limiter with MaxBatch 16 takes a batch of 16.
-func warm(t *testing.T, l *Limiter, clk *testClock, bucket string, rate Rate) {
+func warm(t *testing.T, l *Limiter, clk *testenv.Clock, bucket string, rate Rate) {
 	t.Helper()
 	for {
 		clk.Add(time.Millisecond)

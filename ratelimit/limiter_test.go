@@ -49,7 +49,7 @@ func TestSentinels(t *testing.T) {
 func TestAllow(t *testing.T) {
 	t.Parallel()
 	store := newCountingStore(memstore.New())
-	clk := newClock(time.Now())
+	clk := testenv.NewClock(time.Now())
 	l := newLimiter(t, store, ratelimit.Config{Now: clk.Now})
 	ctx := context.Background()
 	var refused ratelimit.Result
@@ -191,7 +191,7 @@ func TestStoreBreaker(t *testing.T) {
 			t.Parallel()
 			flaky := newFlakyStore()
 			store := newCountingStore(flaky)
-			clk := newClock(time.Now())
+			clk := testenv.NewClock(time.Now())
 			l := newLimiter(t, store, ratelimit.Config{
 				FailClosed: failClosed,
 				Logger:     slogText(io.Discard),
@@ -401,7 +401,7 @@ func TestStoreErrorLog(t *testing.T) {
 		var logs testenv.Buffer
 		flaky := newFlakyStore()
 		flaky.fail.Store(true)
-		clk := newClock(time.Unix(1_700_000_000, 0))
+		clk := testenv.NewClock(time.Unix(1_700_000_000, 0))
 		l := newLimiter(t, flaky, ratelimit.Config{FailClosed: failClosed, Logger: slogText(&logs), Now: clk.Now})
 		for range 4 {
 			l.Allow(context.Background(), "ak:gold:secrethash", gold)

@@ -19,17 +19,10 @@ import (
 	"github.com/releaseradar/tollgate/internal/testenv"
 )
 
-// clock is a settable time source.
-type clock struct{ ns atomic.Int64 }
-
-func newClock() *clock {
-	c := &clock{}
-	c.set(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
-	return c
+// newClock returns a settable clock for Config.Now.
+func newClock() *testenv.Clock {
+	return testenv.NewClock(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
 }
-func (c *clock) now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *clock) set(t time.Time)         { c.ns.Store(t.UnixNano()) }
-func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // backends runs f on SQLite and PostgreSQL. open returns a new pool on the one
 // database of the subtest each time it is called, as another process would open
@@ -48,9 +41,9 @@ func backends(t *testing.T, f func(t *testing.T, open func() *sqlx.DB)) {
 }
 
 // newStore returns a bootstrapped store on db with the clock c.
-func newStore(t *testing.T, db *sqlx.DB, c *clock) *loginlink.Store {
+func newStore(t *testing.T, db *sqlx.DB, c *testenv.Clock) *loginlink.Store {
 	t.Helper()
-	s := loginlink.New(db, loginlink.Config{Now: c.now})
+	s := loginlink.New(db, loginlink.Config{Now: c.Now})
 	if err := s.Bootstrap(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +76,7 @@ func TestSingleUse(t *testing.T) {
 		}
 		// Another store on the same database (another replica) refuses it too,
 		// and spending bob's link left alice's alone.
-		other := loginlink.New(open(), loginlink.Config{Now: c.now})
+		other := loginlink.New(open(), loginlink.Config{Now: c.Now})
 		if _, err := other.Consume(t.Context(), bob); !errors.Is(err, loginlink.ErrInvalid) {
 			t.Fatalf("bob's link on another pool: %v", err)
 		}
@@ -98,24 +91,24 @@ func TestExpiry(t *testing.T) {
 	backends(t, func(t *testing.T, open func() *sqlx.DB) {
 		c := newClock()
 		s := newStore(t, open(), c)
-		start := c.now()
+		start := c.Now()
 		ttl := 15 * time.Minute
 		early, atExpiry, late := create(t, s, "u1", ttl), create(t, s, "u2", ttl), create(t, s, "u3", ttl)
 
-		c.set(start.Add(ttl - time.Microsecond))
+		c.Set(start.Add(ttl - time.Microsecond))
 		if user, err := s.Consume(t.Context(), early); err != nil || user != "u1" {
 			t.Fatalf("a microsecond before expiry: %q, %v", user, err)
 		}
-		c.set(start.Add(ttl))
+		c.Set(start.Add(ttl))
 		if _, err := s.Consume(t.Context(), atExpiry); !errors.Is(err, loginlink.ErrInvalid) {
 			t.Fatalf("at the expiry instant: %v, want ErrInvalid", err)
 		}
-		c.set(start.Add(time.Hour))
+		c.Set(start.Add(time.Hour))
 		if _, err := s.Consume(t.Context(), late); !errors.Is(err, loginlink.ErrInvalid) {
 			t.Fatalf("an hour later: %v, want ErrInvalid", err)
 		}
 		// A used link stays refused even before its expiry.
-		c.set(start)
+		c.Set(start)
 		if user, err := s.Consume(t.Context(), early); !errors.Is(err, loginlink.ErrInvalid) {
 			t.Fatalf("the used link with the clock set back: %q, %v", user, err)
 		}
@@ -127,8 +120,8 @@ func TestCreateReportsExpiry(t *testing.T) {
 	c := newClock()
 	s := newStore(t, testenv.SQLite(t), c)
 	_, exp, err := s.Create(t.Context(), "u", 90*time.Second)
-	if err != nil || !exp.Equal(c.now().Add(90*time.Second)) {
-		t.Fatalf("expiry %v, %v; want %v", exp, err, c.now().Add(90*time.Second))
+	if err != nil || !exp.Equal(c.Now().Add(90*time.Second)) {
+		t.Fatalf("expiry %v, %v; want %v", exp, err, c.Now().Add(90*time.Second))
 	}
 }
 
@@ -194,7 +187,7 @@ func TestConcurrentUse(t *testing.T) {
 	t.Parallel()
 	backends(t, func(t *testing.T, open func() *sqlx.DB) {
 		c := newClock()
-		pools := []*loginlink.Store{newStore(t, open(), c), loginlink.New(open(), loginlink.Config{Now: c.now})}
+		pools := []*loginlink.Store{newStore(t, open(), c), loginlink.New(open(), loginlink.Config{Now: c.Now})}
 		for _, racers := range []int{2, 2, 2, 16} {
 			tok := create(t, pools[0], "racer", time.Minute)
 			var (
@@ -252,19 +245,19 @@ func TestStoredHashed(t *testing.T) {
 		sum := sha256.Sum256([]byte(tok))
 		r := read()
 		if r.Hash != hex.EncodeToString(sum[:]) || r.UserID != "hashed-user" || !r.UsedAt.IsZero() ||
-			!r.CreatedAt.Equal(c.now()) || !r.ExpiresAt.Equal(c.now().Add(15*time.Minute)) {
+			!r.CreatedAt.Equal(c.Now()) || !r.ExpiresAt.Equal(c.Now().Add(15*time.Minute)) {
 			t.Fatalf("row %+v", r)
 		}
 		var n int
 		if err := db.Get(&n, db.Rebind(`SELECT COUNT(*) FROM rr_login_links WHERE hash = ? OR user_id = ?`), tok, tok); err != nil || n != 0 {
 			t.Fatalf("%d rows hold the raw token (%v)", n, err)
 		}
-		c.advance(time.Minute)
+		c.Add(time.Minute)
 		if _, err := s.Consume(t.Context(), tok); err != nil {
 			t.Fatal(err)
 		}
-		if r := read(); !r.UsedAt.Equal(c.now()) {
-			t.Fatalf("used_at %v, want %v", r.UsedAt, c.now())
+		if r := read(); !r.UsedAt.Equal(c.Now()) {
+			t.Fatalf("used_at %v, want %v", r.UsedAt, c.Now())
 		}
 	})
 }
@@ -304,7 +297,7 @@ func TestPrune(t *testing.T) {
 			t.Fatal(err)
 		}
 		create(t, s, "old", time.Minute)
-		c.advance(time.Minute + loginlink.Retention - time.Second)
+		c.Add(time.Minute + loginlink.Retention - time.Second)
 		create(t, s, "recent", time.Minute) // the old ones expired less than Retention ago
 		count := func() (n int) {
 			t.Helper()
@@ -316,7 +309,7 @@ func TestPrune(t *testing.T) {
 		if n := count(); n != 3 {
 			t.Fatalf("%d rows, want 3", n)
 		}
-		c.advance(2 * time.Second)
+		c.Add(2 * time.Second)
 		create(t, s, "new", time.Minute)
 		if n := count(); n != 2 {
 			t.Fatalf("%d rows after the old links' retention, want 2 (recent, new)", n)

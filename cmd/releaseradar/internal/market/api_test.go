@@ -22,17 +22,8 @@ import (
 
 	"github.com/releaseradar/tollgate/internal/problem"
 	"github.com/releaseradar/tollgate/internal/sqldb"
+	"github.com/releaseradar/tollgate/internal/testenv"
 )
-
-// clock is a settable clock for Config.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func (c *clock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
 
 // router wires the handlers the way cmd/releaseradar does, on gorilla/mux.
 func router(a *API) http.Handler {
@@ -321,7 +312,7 @@ func checkProblem(t *testing.T, what string, rec *httptest.ResponseRecorder, sta
 // injected clock, then rebuilt, and that concurrent readers see one consistent body.
 func TestPublicFeedCache(t *testing.T) {
 	loadedDBs(t, func(t *testing.T, db *sqlx.DB) {
-		clk := &clock{t: dataEnd}
+		clk := testenv.NewClock(dataEnd)
 		h := router(NewAPI(db, Config{Now: clk.Now}))
 		first := do(t, h, "GET", "/events/public", "")
 		before := decode[feedBody](t, first)
